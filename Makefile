@@ -1,0 +1,41 @@
+# vidspark: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# spark-submit finds its Spark through the python on PATH: put the virtualenv first.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+SHARED_WEIGHTS ?= ../shared/models/inception_v3_notop_imagenet_partial.weights.h5
+DEMO_DATA ?= data/demo
+# The demo uses the offline weights file when it exists, otherwise Keras' ImageNet download.
+DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),imagenet)
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install demo demo-data test test-fast clean
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m vidspark.session --write-spark-defaults
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install vidspark with its pinned dependencies
+
+demo-data: install  ## generate the built-in demo videos and labels under data/demo
+	$(PY) -m vidspark.demo --out $(DEMO_DATA)
+
+demo: demo-data  ## install, generate the demo videos, run the nightly job on them
+	spark-submit jobs/nightly.py --config conf/demo.yaml --set featurizer.weights=$(DEMO_WEIGHTS) $(ARGS)
+
+test: install  ## run the test suite (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the test suite without the slow tests
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:  ## remove generated data and build outputs (keeps .venv)
+	rm -rf data build spark-warehouse .pytest_cache

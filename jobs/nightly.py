@@ -1,0 +1,10 @@
+"""The nightly job: extract frames from both input folders, import labels, featurize, train, score.
+
+Run with spark-submit (the master comes from spark-submit, never from here):
+
+    spark-submit jobs/nightly.py --config conf/demo.yaml [--set key=value ...]
+"""
+from vidspark.cli import job_main
+
+if __name__ == "__main__":
+    job_main(['extract', 'labels', 'featurize', 'train', 'score'], __doc__)

@@ -1,0 +1,10 @@
+"""Score the score videos' features with the latest model and write the predictions table.
+
+Run with spark-submit (the master comes from spark-submit, never from here):
+
+    spark-submit jobs/score.py --config conf/demo.yaml [--set key=value ...]
+"""
+from vidspark.cli import job_main
+
+if __name__ == "__main__":
+    job_main(['score'], __doc__)

@@ -1,0 +1,39 @@
+"""vidspark: find suspicious behaviour in CCTV video with PySpark, Delta Lake and InceptionV3."""
+from setuptools import find_packages, setup
+
+# pyspark and delta-spark must move together: delta-spark declares no upper bound on pyspark,
+# so without the pin pip would happily pair it with an incompatible Spark.
+INSTALL_REQUIRES = [
+    "pyspark==4.1.1",  # 4.1.2+ removed a class (IgnoreCachedData) that Delta 4.1.0 calls
+    "delta-spark==4.1.0",
+    "tensorflow-cpu==2.21.0; platform_machine == 'x86_64'",
+    "tensorflow==2.21.0; platform_machine != 'x86_64'",
+    "keras>=3.10,<4",
+    "opencv-python-headless>=4.10,<5",
+    "numpy>=1.26,<3",
+    "pandas>=2.2,<3",
+    "pyarrow>=15,<23",  # the newest line released before pyspark 4.1.1; tested
+    "pyyaml>=6",
+]
+
+setup(
+    name="vidspark",
+    version="0.1.0",
+    description="Rank suspicious moments in CCTV video with Spark, Delta Lake and InceptionV3 features",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vidspark", "vidspark.*"]),
+    package_data={"vidspark": ["conf/*.yaml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "vidspark-sql=vidspark.cli:sql_main",
+            "vidspark-demo-data=vidspark.demo:main",
+        ]
+    },
+)

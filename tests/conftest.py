@@ -1,0 +1,57 @@
+"""Shared fixtures: one local SparkSession for the whole run, generated videos, the shared
+offline InceptionV3 weights file."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS = os.path.abspath(os.path.join(
+    ROOT, "..", "shared", "models", "inception_v3_notop_imagenet_partial.weights.h5"))
+TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
+
+# Tests run Spark in local mode with two cores; jobs never set a master themselves.
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] pyspark-shell")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def weights_path() -> str:
+    if not os.path.isfile(WEIGHTS):
+        pytest.fail(f"the shared offline weights file is missing: {WEIGHTS}")
+    return WEIGHTS
+
+
+def make_config(tmp, *overrides: str, fmt: str = "delta") -> dict:
+    """The test config with storage and inputs under ``tmp``."""
+    from vidspark.config import load_config
+
+    return load_config(TEST_CONF, [
+        f"storage.root={tmp}/store", f"storage.format={fmt}",
+        f"input.train_videos={tmp}/train", f"input.score_videos={tmp}/score",
+        f"featurizer.weights={WEIGHTS}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from vidspark.session import build_spark
+
+    config = make_config(tmp_path_factory.mktemp("session"))
+    session = build_spark(config, app_name="vidspark-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> dict:
+    """The built-in demo dataset (the same generator `make demo` uses)."""
+    from vidspark.demo import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    info = generate_demo_dataset(str(root))
+    info["root"] = str(root)
+    return info

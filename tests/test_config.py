@@ -1,0 +1,56 @@
+import os
+
+import pytest
+
+from vidspark.config import ConfigError, load_config, parse_override
+from tests.conftest import TEST_CONF
+
+
+def test_defaults_and_environment_file():
+    cfg = load_config(TEST_CONF)
+    assert cfg["storage"]["format"] == "delta"
+    assert cfg["train"] == {"max_iter": 20, "reg_param": 0.05, "elastic_net_param": 0.3}
+    assert cfg["featurizer"]["batch_size"] == 16          # from conf/test.yaml
+    assert os.path.isabs(cfg["storage"]["root"])           # paths resolved against the cwd
+
+
+def test_overrides_are_typed():
+    cfg = load_config(TEST_CONF, ["train.max_iter=50", "train.reg_param=0.1",
+                                  "storage.format=parquet", "spark.sql.shuffle.partitions=3"])
+    assert cfg["train"]["max_iter"] == 50
+    assert cfg["train"]["reg_param"] == 0.1
+    assert cfg["storage"]["format"] == "parquet"
+    assert cfg["spark"]["spark.sql.shuffle.partitions"] == 3
+
+
+def test_parse_override_keeps_spark_keys_whole():
+    assert parse_override("spark.sql.shuffle.partitions=4") == (
+        ["spark", "spark.sql.shuffle.partitions"], 4)
+    assert parse_override("featurizer.weights=random") == (["featurizer", "weights"], "random")
+
+
+@pytest.mark.parametrize("override, message", [
+    (["train.maxiter=5"], "unknown configuration key 'train.maxiter'"),
+    (["nosuch.key=1"], "unknown configuration key 'nosuch'"),
+    (["storage.format=orc"], "storage.format must be one of delta, parquet"),
+    (["featurizer.batch_size=0"], "featurizer.batch_size must be a positive integer"),
+    (["train.elastic_net_param=2"], "train.elastic_net_param must be between 0 and 1"),
+    (["train.max_iter"], "is not of the form key=value"),
+    (["spark.master=local[1]"], "spark-submit --master chooses it"),
+])
+def test_bad_configuration_names_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(TEST_CONF, override)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found: nope.yaml"):
+        load_config("nope.yaml")
+
+
+def test_committed_spark_defaults_match_the_code():
+    from vidspark.session import render_spark_defaults
+
+    root = os.path.dirname(TEST_CONF)
+    with open(os.path.join(root, "spark-defaults.conf"), encoding="utf-8") as fh:
+        assert fh.read() == render_spark_defaults()

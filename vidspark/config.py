@@ -1,0 +1,173 @@
+"""Configuration: YAML files in ``conf/`` layered on the packaged defaults, plus dotted overrides.
+
+A config is a plain nested ``dict``. ``load_config`` merges, in order:
+
+1. ``vidspark/conf/base.yaml`` (shipped with the package, lists every known key),
+2. the environment file given by the user (``conf/demo.yaml``, ``conf/prod.yaml`` ...),
+3. ``--set key=value`` overrides (values parsed as YAML scalars, so ``--set train.max_iter=50``
+   gives an int).
+
+Unknown keys are rejected with a message that names the key, so a typo never silently falls back
+to a default. Local paths are made absolute against the current directory, so the driver and
+local executors agree on them.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user in one line before any work starts."""
+
+
+# Keys whose values are free-form mappings (their own sub-keys are not checked).
+_OPEN_SECTIONS = {"spark"}
+# Keys holding paths that are resolved against the current directory.
+_PATH_KEYS = ("storage.root", "input.train_videos", "input.score_videos", "input.labels")
+_FORMATS = ("delta", "parquet")
+
+
+def _base() -> dict:
+    text = resources.files("vidspark").joinpath("conf/base.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _merge(base: dict, extra: Mapping, prefix: str = "") -> dict:
+    """Merge ``extra`` into ``base`` (in place), rejecting keys that ``base`` does not have."""
+    for key, value in (extra or {}).items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            if prefix.rstrip(".") in _OPEN_SECTIONS:
+                base[key] = value
+                continue
+            raise ConfigError(f"unknown configuration key '{dotted}'")
+        if isinstance(base[key], dict) and dotted not in _OPEN_SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"configuration key '{dotted}' must be a mapping")
+            _merge(base[key], value, dotted + ".")
+        elif dotted in _OPEN_SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"configuration key '{dotted}' must be a mapping")
+            base[key].update(value)
+        else:
+            base[key] = value
+    return base
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (["a", "b"], parsed value). Keys of the ``spark`` section are
+    Spark's own, given whole: ``spark.sql.shuffle.partitions=4`` sets that Spark setting."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{item}' has an empty key")
+    parts = key.split(".")
+    if parts[0] == "spark" and len(parts) > 1:
+        parts = ["spark", key]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': value is not valid YAML ({exc.problem})") from None
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(parts):
+        out = {part: out}
+    return out
+
+
+def get(config: Mapping, dotted: str) -> Any:
+    """Read a dotted key (``get(cfg, "train.max_iter")``)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _set(config: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = config
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path or path.startswith("file:")
+
+
+def _resolve_paths(config: dict) -> None:
+    for key in _PATH_KEYS:
+        value = get(config, key)
+        if value in (None, ""):
+            _set(config, key, None)
+            continue
+        value = os.path.expanduser(str(value))
+        if not _is_uri(value):
+            value = os.path.abspath(value)
+        _set(config, key, value)
+
+
+def _validate(config: dict) -> None:
+    fmt = config["storage"]["format"]
+    if fmt not in _FORMATS:
+        raise ConfigError(f"storage.format must be one of {', '.join(_FORMATS)}, not '{fmt}'")
+    if not config["storage"]["root"]:
+        raise ConfigError("storage.root must be set")
+    for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.max_iter",
+                "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames"):
+        value = get(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+    if get(config, "extract.jpeg_quality") > 100:
+        raise ConfigError("extract.jpeg_quality must be between 1 and 100")
+    for key in ("train.reg_param", "train.elastic_net_param", "extract.seek_margin_seconds"):
+        value = get(config, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative number, not {value!r}")
+    if get(config, "train.elastic_net_param") > 1:
+        raise ConfigError("train.elastic_net_param must be between 0 and 1")
+    weights = get(config, "featurizer.weights")
+    if not isinstance(weights, str) or not weights:
+        raise ConfigError("featurizer.weights must be 'imagenet', 'random' or a path to a weights file")
+    if "spark.master" in config["spark"]:
+        raise ConfigError("spark.master must not be set in a config: spark-submit --master chooses it")
+
+
+def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load the packaged defaults, the environment file ``path`` and ``key=value`` overrides."""
+    config = _base()
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as fh:
+            try:
+                env = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(env, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        _merge(config, env)
+    for item in overrides:
+        parts, value = parse_override(item)
+        _merge(config, _nest(parts, value))
+    weights = get(config, "featurizer.weights")
+    if isinstance(weights, str) and weights not in ("imagenet", "random") and not _is_uri(weights):
+        _set(config, "featurizer.weights", os.path.abspath(os.path.expanduser(weights)))
+    _resolve_paths(config)
+    _validate(config)
+    return config
+
+
+def copy_config(config: Mapping) -> dict:
+    """A deep copy, for callers that want to change a config without touching the original."""
+    return copy.deepcopy(dict(config))

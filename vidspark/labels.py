@@ -1,0 +1,140 @@
+"""Labels stage: read hand labels, validate them, resolve them to (video, second).
+
+Two CSV formats are accepted:
+* the Databricks notebook's ``ImageName,label`` where ImageName is a frame name
+  (``Fight_Chase`` + ``frame`` + ``0012`` + ``.jpg``), resolved against the ``frames`` table;
+* the native ``video,second,label``.
+
+Rejected with a clear message: missing columns, labels other than 0/1, malformed names or seconds,
+and duplicate keys with conflicting labels. Labels that match no frame are reported, not fatal.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Mapping
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from vidspark import storage
+from vidspark.schemas import LABELS
+
+log = logging.getLogger(__name__)
+
+_FRAME_NAME = re.compile(r"^(?P<stem>.+)frame(?P<second>\d{4,})\.jpg$")
+_EXAMPLES = 5
+
+
+class LabelsError(ValueError):
+    """The labels file cannot be used; the message says why and shows examples."""
+
+
+def _examples(values) -> str:
+    values = list(values)
+    more = f" (and {len(values) - _EXAMPLES} more)" if len(values) > _EXAMPLES else ""
+    return ", ".join(str(v) for v in values[:_EXAMPLES]) + more
+
+
+def read_csv(spark: SparkSession, path: str) -> pd.DataFrame:
+    """The labels file as strings (read with Spark, so any Hadoop URI works)."""
+    try:
+        df = spark.read.option("header", True).option("inferSchema", False).csv(path)
+    except Exception as exc:
+        raise LabelsError(f"input.labels: cannot read {path}: {str(exc).splitlines()[0]}") from None
+    pdf = df.toPandas()
+    pdf.columns = [str(c).strip() for c in pdf.columns]
+    return pdf
+
+
+def parse(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Validate a raw labels table. Returns columns: video (None for frame-name labels), second,
+    label, image_name (None for native labels), source."""
+    cols = {c.lower(): c for c in raw.columns}
+    if {"imagename", "label"} <= cols.keys():
+        names = raw[cols["imagename"]].astype("string").str.strip()
+        parsed = names.str.extract(_FRAME_NAME)
+        bad = names[parsed["stem"].isna()]
+        if len(bad):
+            raise LabelsError(f"{source}: ImageName must look like <video>frame<NNNN>.jpg; "
+                              f"bad values: {_examples(bad.fillna('<empty>'))}")
+        out = pd.DataFrame({"video": None, "second": parsed["second"].astype(int),
+                            "image_name": names.astype(object)})
+    elif {"video", "second", "label"} <= cols.keys():
+        video = raw[cols["video"]].astype("string").str.strip()
+        if video.isna().any() or (video == "").any():
+            raise LabelsError(f"{source}: empty video in rows {_examples(video.index[video.isna() | (video == '')] + 2)}")
+        second = pd.to_numeric(raw[cols["second"]], errors="coerce")
+        bad = raw[cols["second"]][second.isna() | (second < 0) | (second % 1 != 0)]
+        if len(bad):
+            raise LabelsError(f"{source}: second must be a non-negative integer; bad values: "
+                              f"{_examples(bad.fillna('<empty>'))}")
+        out = pd.DataFrame({"video": video.astype(object), "second": second.astype(int),
+                            "image_name": None})
+    else:
+        raise LabelsError(f"{source}: a labels file needs the columns 'ImageName,label' or "
+                          f"'video,second,label'; found: {', '.join(raw.columns) or 'none'}")
+    label_raw = raw[cols["label"]].astype("string").str.strip()
+    label = pd.to_numeric(label_raw, errors="coerce")
+    bad = label_raw[~label.isin([0, 1])]
+    if len(bad):
+        raise LabelsError(f"{source}: label must be 0 or 1; bad values: {_examples(bad.fillna('<empty>'))}")
+    out["label"] = label.astype(int)
+    out["source"] = source
+    key = ["image_name"] if out["video"].isna().all() else ["video", "second"]
+    out = out.drop_duplicates()
+    conflicts = out[out.duplicated(key, keep=False)]
+    if len(conflicts):
+        shown = conflicts.drop_duplicates(key)[key].astype(str).agg("/".join, axis=1)
+        raise LabelsError(f"{source}: conflicting labels (both 0 and 1) for: {_examples(shown)}")
+    return out.reset_index(drop=True)
+
+
+def resolve(spark: SparkSession, parsed: pd.DataFrame, frames: DataFrame) -> tuple[DataFrame, dict]:
+    """Attach (video, second) to frame-name labels and count labels that match no frame.
+
+    Returns (labels DataFrame in the ``labels`` schema, report). A frame-name label that matches
+    no frame is kept with its file stem as ``video`` (it matches once that video arrives).
+    """
+    if parsed["image_name"].notna().any():
+        names = spark.createDataFrame(parsed[["image_name", "second", "label", "source"]])
+        by_name = frames.select("video", F.col("frame_name").alias("image_name"))
+        ambiguous = (by_name.join(names.select("image_name"), "image_name", "left_semi")
+                     .groupBy("image_name").agg(F.countDistinct("video").alias("n"))
+                     .where("n > 1").limit(_EXAMPLES + 1).collect())
+        if ambiguous:
+            raise LabelsError("frame names in the labels match several videos (same file name in "
+                              "different folders); use the native format video,second,label: "
+                              + _examples(r.image_name for r in ambiguous))
+        joined = names.join(by_name, "image_name", "left")
+        stem = F.regexp_extract("image_name", r"^(.+)frame\d{4,}\.jpg$", 1)
+        labels = joined.select(F.coalesce("video", stem).alias("video"),
+                               F.col("second").cast("int"), F.col("label").cast("int"), "source")
+    else:
+        labels = spark.createDataFrame(parsed[["video", "second", "label", "source"]]).select(
+            "video", F.col("second").cast("int"), F.col("label").cast("int"), "source")
+    labels = labels.select(*LABELS.fieldNames()).localCheckpoint()
+    matched = labels.join(frames.select("video", "second"), ["video", "second"], "left_semi").count()
+    total = labels.count()
+    unmatched = labels.join(frames.select("video", "second"), ["video", "second"], "left_anti")
+    examples = [f"{r.video}@{r.second}s" for r in unmatched.limit(_EXAMPLES).collect()]
+    report = {"labels": total, "matched": matched, "unmatched": total - matched,
+              "unmatched_examples": examples}
+    return labels, report
+
+
+def run(spark: SparkSession, config: Mapping) -> dict:
+    """Replace the ``labels`` table with the validated contents of ``input.labels``."""
+    path = config["input"]["labels"]
+    if not path:
+        log.info("labels: input.labels not set; keeping the labels table as it is")
+        return {"labels": None}
+    parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
+    labels, report = resolve(spark, parsed, storage.read(spark, config, "frames"))
+    storage.overwrite(spark, config, "labels", labels)
+    if report["unmatched"]:
+        log.warning("labels: %d of %d labels match no frame (e.g. %s)", report["unmatched"],
+                    report["labels"], ", ".join(report["unmatched_examples"]))
+    log.info("labels: %d labels, %d match frames", report["labels"], report["matched"])
+    return report

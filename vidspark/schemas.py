@@ -1,0 +1,77 @@
+"""Table schemas: the contract documented in README.md. Every table is keyed by (video, second)
+except ``videos`` (one row per input file, keyed by video) and ``models`` (one row per fit)."""
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import types as T
+
+VIDEOS = T.StructType([
+    T.StructField("video", T.StringType(), False),
+    T.StructField("path", T.StringType(), False),
+    T.StructField("role", T.StringType(), False),            # train | score | train+score
+    T.StructField("size", T.LongType(), True),
+    T.StructField("content_hash", T.StringType(), True),     # sha256 of the file's bytes
+    T.StructField("fps", T.DoubleType(), True),              # from the container header
+    T.StructField("width", T.IntegerType(), True),
+    T.StructField("height", T.IntegerType(), True),
+    T.StructField("duration", T.DoubleType(), True),         # seconds: last decoded timestamp
+    T.StructField("frame_count", T.LongType(), True),        # frames actually decoded
+    T.StructField("header_frame_count", T.LongType(), True), # what the header claims (an estimate)
+    T.StructField("seconds", T.IntegerType(), True),         # frames extracted (one per second)
+    T.StructField("status", T.StringType(), False),          # ok | quarantined
+    T.StructField("error", T.StringType(), True),
+    T.StructField("processed_at", T.TimestampType(), True),
+])
+
+FRAMES = T.StructType([
+    T.StructField("video", T.StringType(), False),
+    T.StructField("second", T.IntegerType(), False),
+    T.StructField("ts_ms", T.DoubleType(), False),           # decoded timestamp, relative to the first frame
+    T.StructField("frame_name", T.StringType(), False),      # <file stem>frame<NNNN>.jpg
+    T.StructField("jpeg", T.BinaryType(), False),
+    T.StructField("width", T.IntegerType(), False),
+    T.StructField("height", T.IntegerType(), False),
+])
+
+FEATURES = T.StructType([
+    T.StructField("video", T.StringType(), False),
+    T.StructField("second", T.IntegerType(), False),
+    T.StructField("features", VectorUDT(), False),           # 2048 InceptionV3 pooled activations
+    T.StructField("weights", T.StringType(), False),         # identity of the weights used
+])
+
+LABELS = T.StructType([
+    T.StructField("video", T.StringType(), False),
+    T.StructField("second", T.IntegerType(), False),
+    T.StructField("label", T.IntegerType(), False),
+    T.StructField("source", T.StringType(), False),          # where the label came from
+])
+
+PREDICTIONS = T.StructType([
+    T.StructField("video", T.StringType(), False),
+    T.StructField("second", T.IntegerType(), False),
+    T.StructField("frame_name", T.StringType(), False),
+    T.StructField("prob_suspicious", T.DoubleType(), False),
+    T.StructField("prediction", T.IntegerType(), False),
+    T.StructField("model_id", T.StringType(), False),
+    T.StructField("scored_at", T.TimestampType(), False),
+])
+
+MODELS = T.StructType([
+    T.StructField("model_id", T.StringType(), False),
+    T.StructField("path", T.StringType(), False),
+    T.StructField("created_at", T.TimestampType(), False),
+    T.StructField("weights", T.StringType(), False),
+    T.StructField("params", T.StringType(), False),          # JSON of the LogisticRegression parameters
+    T.StructField("train_rows", T.LongType(), False),
+    T.StructField("positives", T.LongType(), False),
+    T.StructField("train_videos", T.LongType(), False),
+    T.StructField("data_fingerprint", T.StringType(), False),  # of the labelled training rows
+])
+
+TABLES = {
+    "videos": VIDEOS,
+    "frames": FRAMES,
+    "features": FEATURES,
+    "labels": LABELS,
+    "predictions": PREDICTIONS,
+    "models": MODELS,
+}

@@ -1,0 +1,220 @@
+"""The only module that knows where tables live and how they are written.
+
+Tables live under ``<storage.root>/tables/<name>`` in ``storage.format`` (Delta by default) and are
+registered by name in the session catalog, so ``spark.sql("SELECT ... FROM predictions")`` works
+in any session built from the same config. Writes are idempotent:
+
+* ``replace_videos`` swaps all rows of some videos at once (Delta ``replaceWhere``),
+* ``upsert`` merges rows on their key (Delta ``MERGE``),
+* ``overwrite`` replaces a whole table.
+
+With ``storage.format: parquet`` tables keyed by video are partitioned by ``video`` and the same
+operations are done with dynamic partition overwrite (not atomic across partitions: prefer Delta).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Mapping, Sequence
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from vidspark.schemas import TABLES
+
+log = logging.getLogger(__name__)
+
+_KEYS = {
+    "videos": ("video",),
+    "frames": ("video", "second"),
+    "features": ("video", "second"),
+    "labels": ("video", "second"),
+    "predictions": ("video", "second"),
+    "models": ("model_id",),
+}
+
+
+def root(config: Mapping) -> str:
+    return config["storage"]["root"].rstrip("/")
+
+
+def table_path(config: Mapping, name: str) -> str:
+    return f"{root(config)}/tables/{name}"
+
+
+def model_path(config: Mapping, model_id: str) -> str:
+    return f"{root(config)}/models/{model_id}"
+
+
+def _fmt(config: Mapping) -> str:
+    return config["storage"]["format"]
+
+
+def _partitioned(config: Mapping, name: str) -> bool:
+    return _fmt(config) == "parquet" and _KEYS[name][0] == "video"
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def register_tables(spark: SparkSession, config: Mapping) -> None:
+    """Create missing tables and (re)register every table by name in the session catalog.
+
+    The catalog entry is external (data stays where it is), so re-registering a name against
+    another ``storage.root`` never touches data.
+    """
+    fmt = _fmt(config)
+    for name, schema in TABLES.items():
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+        path = table_path(config, name)
+        if fmt == "delta":
+            _ensure_delta_table(spark, config, name)
+            spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
+        else:
+            # Partition columns are discovered from the folder layout (video=...).
+            spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
+
+
+def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None:
+    from delta.tables import DeltaTable
+
+    path = table_path(config, name)
+    if not DeltaTable.isDeltaTable(spark, path):
+        (spark.createDataFrame([], TABLES[name]).write.format("delta")
+         .mode("ignore").save(path))
+
+
+def read(spark: SparkSession, config: Mapping, name: str) -> DataFrame:
+    """The current contents of a table (read by path, so never a stale catalog listing)."""
+    path = table_path(config, name)
+    if _fmt(config) == "delta":
+        return spark.read.format("delta").load(path)
+    if not _exists(spark, path):
+        return spark.createDataFrame([], TABLES[name])
+    df = spark.read.schema(TABLES[name]).parquet(path)
+    return df.select(*TABLES[name].fieldNames())
+
+
+def _hadoop_path(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath, hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    hpath, fs = _hadoop_path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def _video_predicate(videos: Iterable[str]) -> str:
+    return "video IN (" + ", ".join(_sql_str(v) for v in sorted(set(videos))) + ")"
+
+
+def _conform(df: DataFrame, name: str) -> DataFrame:
+    return df.select(*TABLES[name].fieldNames())
+
+
+def _refresh(spark: SparkSession, name: str) -> None:
+    try:
+        spark.catalog.refreshTable(name)
+    except Exception:  # not registered in this session: nothing to refresh
+        pass
+
+
+def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+                   videos: Sequence[str]) -> None:
+    """Replace every row of ``videos`` in table ``name`` by the rows of ``df`` (which must only
+    hold rows of those videos). An empty ``df`` deletes the videos' rows."""
+    if not videos:
+        return
+    df = _conform(df, name)
+    path = table_path(config, name)
+    if _fmt(config) == "delta":
+        (df.write.format("delta").mode("overwrite")
+         .option("replaceWhere", _video_predicate(videos)).save(path))
+    else:
+        _parquet_replace_partitions(spark, config, name, df, videos)
+    _refresh(spark, name)
+
+
+def upsert(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+    """Insert rows of ``df``, replacing rows with the same key."""
+    df = _conform(df, name)
+    keys = _KEYS[name]
+    if _fmt(config) == "delta":
+        from delta.tables import DeltaTable
+
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (DeltaTable.forPath(spark, table_path(config, name)).alias("t")
+         .merge(df.alias("s"), cond)
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    elif _partitioned(config, name):
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            videos = [r.video for r in df.select("video").distinct().collect()]
+            if videos:
+                kept = (read(spark, config, name).where(F.col("video").isin(videos))
+                        .join(df.select(*keys), list(keys), "left_anti"))
+                _parquet_replace_partitions(spark, config, name, kept.unionByName(df), videos)
+        finally:
+            df.unpersist()
+    else:
+        merged = (read(spark, config, name).join(df.select(*keys), list(keys), "left_anti")
+                  .unionByName(df)).localCheckpoint()
+        merged.write.mode("overwrite").parquet(table_path(config, name))
+    _refresh(spark, name)
+
+
+def append(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+    df = _conform(df, name)
+    if _fmt(config) == "delta":
+        df.write.format("delta").mode("append").save(table_path(config, name))
+    elif _partitioned(config, name):
+        df.write.mode("append").partitionBy("video").parquet(table_path(config, name))
+    else:
+        df.write.mode("append").parquet(table_path(config, name))
+    _refresh(spark, name)
+
+
+def overwrite(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+    """Replace the whole table with ``df``."""
+    df = _conform(df, name)
+    path = table_path(config, name)
+    if _fmt(config) == "delta":
+        df.write.format("delta").mode("overwrite").save(path)
+    else:
+        df = df.localCheckpoint()  # the source may read the folder being overwritten
+        writer = df.write.mode("overwrite")
+        if _partitioned(config, name):
+            writer = writer.partitionBy("video")
+        writer.parquet(path)
+    _refresh(spark, name)
+
+
+def _parquet_replace_partitions(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+                                videos: Sequence[str]) -> None:
+    """Dynamic partition overwrite of the ``video`` partitions in ``videos``; partitions of videos
+    that get no new rows are deleted."""
+    df = df.localCheckpoint()  # ``df`` may read the partitions that are about to be replaced
+    present = {r.video for r in df.select("video").distinct().collect()}
+    previous = spark.conf.get("spark.sql.sources.partitionOverwriteMode")
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    try:
+        if present:
+            df.write.mode("overwrite").partitionBy("video").parquet(table_path(config, name))
+    finally:
+        spark.conf.set("spark.sql.sources.partitionOverwriteMode", previous)
+    gone = [v for v in videos if v not in present]
+    if gone:
+        _delete_partitions(spark, config, name, gone)
+
+
+def _delete_partitions(spark: SparkSession, config: Mapping, name: str, videos: Sequence[str]) -> None:
+    jvm = spark.sparkContext._jvm
+    base, fs = _hadoop_path(spark, table_path(config, name))
+    escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+    for video in videos:
+        part = jvm.org.apache.hadoop.fs.Path(base, "video=" + escape(video))
+        if fs.exists(part):
+            fs.delete(part, True)

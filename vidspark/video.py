@@ -1,0 +1,198 @@
+"""Pure OpenCV video code: probing a file and sampling one frame per whole second.
+
+No Spark here: the extract stage calls these functions inside its tasks, and tests call them
+directly. The sampling rule: for t = 0, 1, 2, ... the first decoded frame whose timestamp,
+relative to the first decoded frame, is >= t seconds. Frames are found by decoding sequentially
+and reading each decoded frame's timestamp; the only seek is a single one at the start of a time
+range (see ``sample_seconds``), never a loop of ``CAP_PROP_POS_MSEC`` seeks, which on MPEG program
+streams keeps "succeeding" past the end of the file. A video whose last decoded frame is at T
+seconds therefore yields exactly floor(T) + 1 frames, whatever its header says.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Timestamps are compared in milliseconds with a little slack for float noise (40.00000000000001).
+_EPS_MS = 1e-3
+_HASH_CHUNK = 4 << 20
+
+
+class VideoError(Exception):
+    """A file that cannot be used as a video; the message is the quarantine reason."""
+
+
+@dataclass
+class Probe:
+    """What the container says about a video, plus the timestamp of its first decoded frame."""
+    fps: float
+    width: int
+    height: int
+    header_frame_count: int
+    first_ts_ms: float
+
+    @property
+    def header_duration(self) -> float:
+        """Duration estimated from the header (frame count / fps): only a planning hint."""
+        if self.fps > 0 and self.header_frame_count > 0:
+            return self.header_frame_count / self.fps
+        return 0.0
+
+
+@dataclass
+class RangeStats:
+    """Bookkeeping of one decoded time range, summed over ranges to describe the whole video."""
+    decoded: int = 0                  # decoded frames whose timestamp lies inside the range
+    last_ts_ms: Optional[float] = None
+    restarted: bool = False           # the seek landed too late and decoding restarted at 0
+    notes: list = field(default_factory=list)
+
+
+def file_digest(path: str) -> tuple[int, str]:
+    """(size in bytes, sha256 hex digest) of a file; raises VideoError if it cannot be read."""
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise VideoError(f"cannot read file: {exc.strerror or exc}") from None
+    return size, digest.hexdigest()
+
+
+def _open(path: str) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError("not a readable video: FFmpeg could not open the container")
+    return cap
+
+
+def probe(path: str) -> Probe:
+    """Open ``path``, read its header and decode its first frame."""
+    if os.path.getsize(path) == 0:
+        raise VideoError("empty file (0 bytes)")
+    cap = _open(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError("no decodable frames")
+        first_ts = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        height, width = frame.shape[:2]
+    finally:
+        cap.release()
+    if not np.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = 0.0
+    return Probe(fps=fps, width=width, height=height, header_frame_count=max(count, 0),
+                 first_ts_ms=first_ts)
+
+
+def plan_ranges(duration_hint: float, split_seconds: int) -> list[tuple[int, Optional[int]]]:
+    """Time ranges [start, end) in whole seconds that together cover the video; the last one is
+    open-ended (None), so a header that under-states the duration loses nothing and one that
+    over-states it only yields empty ranges."""
+    if split_seconds <= 0 or duration_hint <= split_seconds:
+        return [(0, None)]
+    n = int(np.ceil(duration_hint / split_seconds))
+    starts = [k * split_seconds for k in range(n)]
+    return [(s, s + split_seconds) for s in starts[:-1]] + [(starts[-1], None)]
+
+
+def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
+                   first_ts_ms: Optional[float] = None, fps: float = 0.0,
+                   seek_margin: float = 3.0,
+                   stats: Optional[RangeStats] = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(second, ts_ms, bgr_frame)`` for every whole second in [start, end).
+
+    ``ts_ms`` is relative to the first decoded frame of the file (``first_ts_ms``, absolute, from
+    ``probe``; read here when ``start`` is 0). A range that starts later seeks once to
+    ``start - seek_margin`` and decodes forward; if the seek lands after ``start`` (inexact seeking
+    on some containers), decoding restarts from the beginning, so results never depend on seek
+    accuracy. ``stats`` (if given) receives the count of decoded frames inside the range and the
+    last timestamp, which summed over ranges give the video's decoded frame count and duration.
+    """
+    stats = stats if stats is not None else RangeStats()
+    if start > 0 and first_ts_ms is None:
+        raise ValueError("a range that starts after 0 needs first_ts_ms from probe()")
+    cap = _open(path)
+    try:
+        seeked = False
+        if start > 0 and start - seek_margin > 0:
+            target = first_ts_ms + (start - seek_margin) * 1000.0
+            seeked = bool(cap.set(cv2.CAP_PROP_POS_MSEC, target))
+            if not seeked:
+                cap.release()
+                cap = _open(path)
+        yield from _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked)
+    finally:
+        cap.release()
+
+
+def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
+    frame_ms = 1000.0 / fps if fps > 0 else 40.0
+    next_t = start
+    prev_abs: Optional[float] = None
+    first_after_seek = seeked
+    while True:
+        if not cap.grab():
+            break
+        ts_abs = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        if prev_abs is not None and ts_abs <= prev_abs:
+            # Missing or repeated timestamps: assume the nominal frame interval.
+            ts_abs = prev_abs + frame_ms
+        prev_abs = ts_abs
+        if first_ts_ms is None:
+            first_ts_ms = ts_abs
+        rel = ts_abs - first_ts_ms
+        if first_after_seek:
+            first_after_seek = False
+            if rel > start * 1000.0 + _EPS_MS:
+                # The seek overshot the range start: decode this range from the file's start.
+                stats.restarted = True
+                cap.release()
+                cap2 = _open(path)
+                try:
+                    yield from _decode_forward(cap2, path, start, end, first_ts_ms, fps, stats,
+                                               False)
+                finally:
+                    cap2.release()
+                return
+        if end is not None and rel >= end * 1000.0 - _EPS_MS and next_t >= end:
+            break
+        if rel >= start * 1000.0 - _EPS_MS and (end is None or rel < end * 1000.0 - _EPS_MS):
+            stats.decoded += 1
+            stats.last_ts_ms = rel
+        if rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                continue
+            while rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+                yield next_t, rel, frame
+                next_t += 1
+
+
+def frame_name(video_path: str, second: int) -> str:
+    """The Databricks notebook's frame name: ``<file stem>frame<NNNN>.jpg`` (more digits past 9999)."""
+    stem = os.path.splitext(os.path.basename(video_path))[0]
+    return f"{stem}frame{second:04d}.jpg"
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:
+        raise VideoError("JPEG encoding failed")
+    return buf.tobytes()
