@@ -115,3 +115,16 @@ def test_plan_ranges():
     assert V.plan_ranges(100, 600) == [(0, None)]
     assert V.plan_ranges(1300, 600) == [(0, 600), (600, 1200), (1200, None)]
     assert V.plan_ranges(0, 600) == [(0, None)]
+
+
+def test_ffmpeg_timestamp_glitches_do_not_drift():
+    # As decoded from a real MPEG-1 program stream: frames 995-997 report 39840, 39880, 39880
+    # (true: 39800, 39840, 39880), and the last frame reports 0 (no timestamp).
+    raw = [39760.0, 39840.0, 39880.0, 39880.0, 39920.0, 39960.0, 40000.0, 40040.0, 0.0]
+    out, prev = [], None
+    for ts in raw:
+        prev = V._monotonic(ts, prev, 40.0)
+        out.append(prev)
+    assert out[:3] == raw[:3] and out[3] == pytest.approx(39880.0, abs=0.01)
+    assert out[4:8] == raw[4:8]                 # back on FFmpeg's timestamps, no drift
+    assert out[8] == 40080.0                    # missing timestamp: one interval later

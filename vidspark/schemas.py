@@ -67,6 +67,8 @@ MODELS = T.StructType([
     T.StructField("data_fingerprint", T.StringType(), False),  # of the labelled training rows
 ])
 
+TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "models")
+
 TABLES = {
     "videos": VIDEOS,
     "frames": FRAMES,

@@ -142,6 +142,21 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
         cap.release()
 
 
+def _monotonic(raw: float, prev: Optional[float], frame_ms: float) -> float:
+    """Make FFmpeg's best-effort timestamps strictly increasing without drifting.
+
+    On MPEG program streams only some frames carry a timestamp and FFmpeg guesses the others:
+    a frame may repeat its predecessor's time, and a frame without any reports 0. A repeat is
+    nudged by a microsecond (so the next true timestamp is used as is, with no accumulated
+    drift); a missing or backwards timestamp is taken as one nominal frame interval later.
+    """
+    if prev is None or raw > prev:
+        return raw
+    if raw <= 0 or raw < prev - frame_ms:
+        return prev + frame_ms
+    return prev + _EPS_MS
+
+
 def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
     frame_ms = 1000.0 / fps if fps > 0 else 40.0
     next_t = start
@@ -150,10 +165,7 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
     while True:
         if not cap.grab():
             break
-        ts_abs = float(cap.get(cv2.CAP_PROP_POS_MSEC))
-        if prev_abs is not None and ts_abs <= prev_abs:
-            # Missing or repeated timestamps: assume the nominal frame interval.
-            ts_abs = prev_abs + frame_ms
+        ts_abs = _monotonic(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev_abs, frame_ms)
         prev_abs = ts_abs
         if first_ts_ms is None:
             first_ts_ms = ts_abs

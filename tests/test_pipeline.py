@@ -1,0 +1,85 @@
+"""Stages called as library functions on the session SparkSession."""
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from vidspark import extract, pipeline, storage, train
+from vidspark.demo import decode_index_frame, generate_demo_dataset, write_index_video
+from tests.conftest import make_config
+
+
+def test_long_video_is_split_into_ranges_decoded_by_separate_tasks(spark, tmp_path):
+    (tmp_path / "score").mkdir()
+    write_index_video(tmp_path / "train" / "cam 1" / "längs.mpg", 25 * 41 + 3)   # last frame 41.08 s
+    config = make_config(tmp_path, "extract.split_seconds=10", "input.score_videos=null")
+    storage.register_tables(spark, config)
+    assert len(extract.discover(config)[0]) == 1
+    result = extract.run(spark, config)
+    assert (result.ok, result.frames) == (1, 42)
+    rows = storage.read(spark, config, "frames").orderBy("second").collect()
+    assert [r.second for r in rows] == list(range(42))
+    got = [decode_index_frame(cv2.imdecode(np.frombuffer(r.jpeg, np.uint8), 1)) for r in rows]
+    assert got == [s * 25 for s in range(42)]
+    video = storage.read(spark, config, "videos").first()
+    assert (video.video, video.frame_count, video.status) == ("cam 1/längs", 25 * 41 + 3, "ok")
+    assert video.duration == pytest.approx(41.08)
+    assert rows[0].frame_name == "längsframe0000.jpg"
+    # unchanged on a re-run: nothing decoded again
+    again = extract.run(spark, config)
+    assert (again.new, again.skipped) == (0, 1)
+    # changed content under the same path is re-processed and replaces the old frames
+    write_index_video(tmp_path / "train" / "cam 1" / "längs.mpg", 25 * 5)
+    changed = extract.run(spark, config)
+    assert (changed.new, changed.frames) == (1, 5)
+    assert storage.read(spark, config, "frames").count() == 5
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    info = generate_demo_dataset(str(root), seconds=4)
+    info["root"] = str(root)
+    return info
+
+
+def _small_config(tmp_path, small_demo, *extra, fmt="delta"):
+    for part in ("train", "score"):
+        shutil.copytree(os.path.join(small_demo["root"], part), tmp_path / part)
+    return make_config(tmp_path, f"input.labels={small_demo['labels']}", *extra, fmt=fmt)
+
+
+def test_whole_pipeline_on_parquet_tables(spark, tmp_path, small_demo):
+    config = _small_config(tmp_path, small_demo, fmt="parquet")
+    storage.register_tables(spark, config)
+    reports = pipeline.nightly(spark, config)
+    assert reports["extract"].frames == 15 * 4
+    assert reports["featurize"]["featurized"] == 60
+    assert reports["train"]["rows"] == 9 * 4
+    assert reports["score"]["scored"] == 6 * 4
+    first = {t: storage.read(spark, config, t).count() for t in storage.TABLES_NAMES}
+    again = pipeline.nightly(spark, config)
+    assert again["featurize"]["featurized"] == 0 and again["score"]["scored"] == 0
+    assert {t: storage.read(spark, config, t).count() for t in storage.TABLES_NAMES} == first
+    assert spark.sql("SELECT count(*) AS n FROM predictions").first().n == 24
+    assert os.path.isdir(os.path.join(config["storage"]["root"], "tables", "frames", "video=Walk1"))
+
+
+def test_training_fails_clearly_without_both_classes(spark, tmp_path, small_demo):
+    config = _small_config(tmp_path, small_demo)
+    storage.register_tables(spark, config)
+    pipeline.run_stages(spark, config, ["extract", "featurize"])
+    only_zero = tmp_path / "zero.csv"
+    only_zero.write_text("video,second,label\nWalk1,0,0\nWalk1,1,0\n")
+    config["input"]["labels"] = str(only_zero)
+    pipeline.run_stages(spark, config, ["labels"])
+    with pytest.raises(train.TrainingError, match="all 2 labelled frames have label 0"):
+        train.run(spark, config)
+    unmatched = tmp_path / "none.csv"
+    unmatched.write_text("video,second,label\nNoSuchVideo,0,1\n")
+    config["input"]["labels"] = str(unmatched)
+    pipeline.run_stages(spark, config, ["labels"])
+    with pytest.raises(train.TrainingError, match="no labelled frames"):
+        train.run(spark, config)
