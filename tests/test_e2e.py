@@ -21,7 +21,7 @@ from vidspark.demo import plan_demo_dataset
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-TABLES = ("videos", "frames", "features", "labels", "predictions", "models")
+from vidspark.schemas import TABLES_NAMES as TABLES
 RANKING = ("SELECT video, second, frame_name, prob_suspicious FROM predictions "
            "WHERE prediction = 1 ORDER BY prob_suspicious DESC")
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vidspark import extract, pipeline, storage, train
+from vidspark.schemas import TABLES_NAMES
 from vidspark.demo import decode_index_frame, generate_demo_dataset, write_index_video
 from tests.conftest import make_config
 
@@ -59,10 +60,10 @@ def test_whole_pipeline_on_parquet_tables(spark, tmp_path, small_demo):
     assert reports["featurize"]["featurized"] == 60
     assert reports["train"]["rows"] == 9 * 4
     assert reports["score"]["scored"] == 6 * 4
-    first = {t: storage.read(spark, config, t).count() for t in storage.TABLES_NAMES}
+    first = {t: storage.read(spark, config, t).count() for t in TABLES_NAMES}
     again = pipeline.nightly(spark, config)
     assert again["featurize"]["featurized"] == 0 and again["score"]["scored"] == 0
-    assert {t: storage.read(spark, config, t).count() for t in storage.TABLES_NAMES} == first
+    assert {t: storage.read(spark, config, t).count() for t in TABLES_NAMES} == first
     assert spark.sql("SELECT count(*) AS n FROM predictions").first().n == 24
     assert os.path.isdir(os.path.join(config["storage"]["root"], "tables", "frames", "video=Walk1"))
 

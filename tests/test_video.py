@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vidspark import video as V
-from vidspark.demo import decode_index_frame, write_index_video, write_video
+from vidspark.demo import decode_index_frame, write_index_video
 
 FPS = 25.0
 

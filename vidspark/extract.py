@@ -11,15 +11,16 @@ import datetime as dt
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage, video as V
+from vidspark.schemas import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -209,119 +210,100 @@ def _none_if_nan(value):
 
 
 def run(spark: SparkSession, config: Mapping) -> ExtractResult:
-    """Bring ``videos`` and ``frames`` up to date with the input folders."""
-    from vidspark.schemas import VIDEOS
+    """Bring ``videos`` and ``frames`` up to date with the input folders.
 
+    A file whose content hash is already stored is skipped (if only its path or role changed,
+    its ``videos`` row is updated); new and changed files are decoded, and a changed file's
+    old frames, features and predictions are replaced.
+    """
     candidates, problems = discover(config)
     if not candidates:
         log.info("extract: no video files found")
         return ExtractResult(0, 0, 0, 0, 0, 0, problems)
-
-    cand_df = spark.createDataFrame(candidates, _CANDIDATES)
-    probed = (cand_df.repartition(min(len(candidates), spark.sparkContext.defaultParallelism * 4))
-              .mapInPandas(_probe_partitions, _PROBED).collect())
-    probed = [r.asDict() for r in probed]
-
-    known = {r.video: (r.content_hash, r.role)
-             for r in storage.read(spark, config, "videos")
-             .select("video", "content_hash", "role").collect()}
-    todo = [r for r in probed
-            if known.get(r["video"]) != (r["content_hash"], r["role"]) or r["content_hash"] is None]
-    # A file whose bytes and role are unchanged is skipped by every stage; a role change alone
-    # (moved between folders) only updates its `videos` row.
-    role_only = [r for r in todo if r["video"] in known and known[r["video"]][0] == r["content_hash"]
-                 and r["content_hash"] is not None]
-    todo = [r for r in todo if r not in role_only]
-    skipped = len(probed) - len(todo) - len(role_only)
+    probed = _probe(spark, candidates)
+    known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
+    todo, moved = [], []
+    for r in probed:
+        old = known.get(r["video"])
+        if r["content_hash"] is None or old is None or old["content_hash"] != r["content_hash"]:
+            todo.append(r)
+        elif (old["path"], old["role"]) != (r["path"], r["role"]):
+            moved.append(dict(old, path=r["path"], role=r["role"]))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
-    if role_only:
-        storage.upsert(spark, config, "videos",
-                       storage.read(spark, config, "videos")
-                       .join(spark.createDataFrame([(r["video"], r["role"]) for r in role_only],
-                                                   "video string, new_role string"), "video", "inner")
-                       .withColumn("role", F.col("new_role")).drop("new_role"))
+    video_rows = [_quarantine_row(r, r["error"], now) for r in todo if r["error"]]
+    video_rows += _decode(spark, config, [r for r in todo if not r["error"]], now)
 
-    video_rows = [ _quarantine_row(r, r["error"], now) for r in todo if r["error"]]
-    decodable = [r for r in todo if not r["error"]]
-    frame_count = 0
-    min_frames = int(config["extract"]["min_frames"])
-    if decodable:
-        ranges = []
-        for r in decodable:
-            for start, end in V.plan_ranges(
-                    (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0,
-                    int(config["extract"]["split_seconds"])):
-                ranges.append((r["video"], r["path"], start, end, float(r["first_ts_ms"]),
-                               float(r["fps"] or 0.0)))
-        decoded = (spark.createDataFrame(ranges, _RANGES)
-                   .repartition(len(ranges))
-                   .mapInPandas(_decode_partitions_fn(int(config["extract"]["jpeg_quality"]),
-                                                      float(config["extract"]["seek_margin_seconds"])),
-                                _DECODED)
-                   .persist(StorageLevel.MEMORY_AND_DISK))
-        try:
-            per_range = (decoded.where(F.col("kind") == "range")
-                         .select("video", "second", "decoded", "last_ts_ms", "error").collect())
-            frames = decoded.where(F.col("kind") == "frame")
-            counts = {r.video: r["count"] for r in frames.groupBy("video").count().collect()}
-            summary = _summarise(per_range)
-            for r in decodable:
-                s = summary[r["video"]]
-                n = counts.get(r["video"], 0)
-                if s["error"] and n == 0:
-                    video_rows.append(_quarantine_row(r, s["error"], now))
-                    continue
-                if n == 0 or s["last_ts_ms"] is None:
-                    video_rows.append(_quarantine_row(r, "no decodable frames", now))
-                    continue
-                if s["decoded"] < min_frames:
-                    video_rows.append(_quarantine_row(
-                        r, f"truncated or damaged: only {s['decoded']} decodable frame(s) "
-                           f"(extract.min_frames is {min_frames})", now))
-                    continue
-                video_rows.append({
-                    "video": r["video"], "path": r["path"], "role": r["role"], "size": r["size"],
-                    "content_hash": r["content_hash"], "fps": r["fps"], "width": r["width"],
-                    "height": r["height"], "duration": s["last_ts_ms"] / 1000.0,
-                    "frame_count": s["decoded"], "header_frame_count": r["header_frame_count"],
-                    "seconds": n, "status": OK, "error": s["error"], "processed_at": now})
-                frame_count += n
-            ok_videos = [v["video"] for v in video_rows if v["status"] == OK]
-            # Frames first, then the `videos` row: a crash in between leaves the hash unseen, so
-            # the next run redoes the video and replaces its frames rather than duplicating them.
-            storage.replace_videos(spark, config, "frames",
-                                   frames.where(F.col("video").isin(ok_videos)), ok_videos)
-        finally:
-            decoded.unpersist()
-
-    # Frames, features and predictions of videos that changed or turned bad are replaced/removed.
-    redone = [v["video"] for v in video_rows]
-    stale = [v for v in redone if v in known]
-    quarantined_now = [v["video"] for v in video_rows if v["status"] == QUARANTINED]
-    if quarantined_now:
-        storage.replace_videos(spark, config, "frames", spark.createDataFrame([], storage_schema("frames")),
-                               [v for v in quarantined_now if v in known])
-    for table in ("features", "predictions"):
-        storage.replace_videos(spark, config, table, spark.createDataFrame([], storage_schema(table)), stale)
-    if video_rows:
-        rows = [{k: _none_if_nan(v) for k, v in row.items()} for row in video_rows]
-        storage.upsert(spark, config, "videos", spark.createDataFrame(rows, VIDEOS))
+    # Frames, features and predictions of videos that changed or turned bad go.
+    stale = [v["video"] for v in video_rows if v["video"] in known]
+    bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
+    for table, videos in (("frames", bad), ("features", stale), ("predictions", stale)):
+        storage.replace_videos(spark, config, table, spark.createDataFrame([], TABLES[table]), videos)
+    if video_rows or moved:
+        rows = [{k: _none_if_nan(v) for k, v in row.items()} for row in video_rows + moved]
+        storage.upsert(spark, config, "videos", spark.createDataFrame(rows, TABLES["videos"]))
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)
-    n_q = len(video_rows) - n_ok
     for v in video_rows:
         if v["status"] == QUARANTINED:
             log.warning("quarantined %s: %s", v["path"], v["error"])
+    frames = sum(v["seconds"] for v in video_rows if v["status"] == OK)
     log.info("extract: %d files, %d new or changed, %d unchanged skipped, %d ok, %d quarantined, "
-             "%d frames", len(probed), len(todo), skipped, n_ok, n_q, frame_count)
-    return ExtractResult(len(probed), len(todo), skipped, n_ok, n_q, frame_count, problems)
+             "%d frames", len(probed), len(todo), len(probed) - len(todo), n_ok,
+             len(video_rows) - n_ok, frames)
+    return ExtractResult(len(probed), len(todo), len(probed) - len(todo), n_ok,
+                         len(video_rows) - n_ok, frames, problems)
 
 
-def storage_schema(name: str) -> T.StructType:
-    from vidspark.schemas import TABLES
+def _probe(spark: SparkSession, candidates: list[dict]) -> list[dict]:
+    """Hash and probe every candidate file, one Spark task per few files."""
+    parts = min(len(candidates), spark.sparkContext.defaultParallelism * 4)
+    df = spark.createDataFrame(candidates, _CANDIDATES).repartition(parts)
+    return [r.asDict() for r in df.mapInPandas(_probe_partitions, _PROBED).collect()]
 
-    return TABLES[name]
+
+def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) -> list[dict]:
+    """Decode the videos (one task per time range), write their frames, return their
+    ``videos`` rows (``ok``, or ``quarantined`` when too little could be decoded)."""
+    if not decodable:
+        return []
+    ex = config["extract"]
+    ranges = [(r["video"], r["path"], start, end, float(r["first_ts_ms"]), float(r["fps"] or 0.0))
+              for r in decodable
+              for start, end in V.plan_ranges(
+                  (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0,
+                  int(ex["split_seconds"]))]
+    decode = _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]))
+    decoded = (spark.createDataFrame(ranges, _RANGES).repartition(len(ranges))
+               .mapInPandas(decode, _DECODED)
+               .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        summary = _summarise(decoded.where(F.col("kind") == "range")
+                             .select("video", "decoded", "last_ts_ms", "error").collect())
+        frames = decoded.where(F.col("kind") == "frame")
+        counts = {r.video: r["count"] for r in frames.groupBy("video").count().collect()}
+        rows = [_video_row(r, summary[r["video"]], counts.get(r["video"], 0),
+                           int(ex["min_frames"]), now) for r in decodable]
+        ok = [v["video"] for v in rows if v["status"] == OK]
+        # Frames first, then (by the caller) the `videos` row: a crash in between leaves the hash
+        # unseen, so the next run redoes the video and replaces its frames, never duplicates them.
+        storage.replace_videos(spark, config, "frames", frames.where(F.col("video").isin(ok)), ok)
+    finally:
+        decoded.unpersist()
+    return rows
+
+
+def _video_row(r: dict, s: dict, n: int, min_frames: int, now) -> dict:
+    if n == 0 or s["last_ts_ms"] is None:
+        return _quarantine_row(r, s["error"] or "no decodable frames", now)
+    if s["decoded"] < min_frames:
+        return _quarantine_row(r, f"truncated or damaged: only {s['decoded']} decodable "
+                                  f"frame(s) (extract.min_frames is {min_frames})", now)
+    return {"video": r["video"], "path": r["path"], "role": r["role"], "size": r["size"],
+            "content_hash": r["content_hash"], "fps": r["fps"], "width": r["width"],
+            "height": r["height"], "duration": s["last_ts_ms"] / 1000.0,
+            "frame_count": s["decoded"], "header_frame_count": r["header_frame_count"],
+            "seconds": n, "status": OK, "error": s["error"], "processed_at": now}
 
 
 def _summarise(per_range) -> dict:

@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark.schemas import TABLES, TABLES_NAMES  # noqa: F401  (re-exported)
+from vidspark.schemas import TABLES
 
 log = logging.getLogger(__name__)
 
