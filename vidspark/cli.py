@@ -40,7 +40,11 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
     args = _parser(description).parse_args(argv)
     _setup_logging()
     config = _load(args)
-    spark = build_spark(config, app_name=f"vidspark-{'-'.join(stages) if len(stages) < 5 else 'nightly'}")
+    try:
+        pipeline.preflight(config, stages)
+    except ConfigError as exc:
+        sys.exit(f"vidspark: configuration error: {exc}")
+    spark = build_spark(config, app_name="vidspark-" + "-".join(stages))
     spark.sparkContext.setLogLevel("WARN")
     try:
         pipeline.run_stages(spark, config, stages)

@@ -21,6 +21,25 @@ STAGES: dict[str, Callable] = {
 }
 
 
+def preflight(config: Mapping, names) -> None:
+    """Fail before any work when an input the stages need is missing (local paths only: a
+    Hadoop URI is checked when it is read)."""
+    import os
+
+    from vidspark.config import ConfigError
+
+    if "extract" in names:
+        folders = [(k, config["input"][k]) for k in ("train_videos", "score_videos")]
+        if not any(path for _, path in folders):
+            raise ConfigError("input.train_videos and input.score_videos are both unset")
+        for key, path in folders:
+            if path and "://" not in path and not os.path.isdir(path):
+                raise ConfigError(f"input.{key}: folder not found: {path}")
+    labels = config["input"]["labels"]
+    if "labels" in names and labels and "://" not in labels and not os.path.isfile(labels):
+        raise ConfigError(f"input.labels: file not found: {labels}")
+
+
 def run_stages(spark: SparkSession, config: Mapping, names) -> dict:
     """Run the named stages in order; returns {stage: report}."""
     reports = {}

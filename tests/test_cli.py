@@ -1,0 +1,28 @@
+"""Bad configuration stops a job before any work, with one line that names the key or file."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def job(*args):
+    return subprocess.run([sys.executable, "jobs/nightly.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "conf/nope.yaml"], "config file not found: conf/nope.yaml"),
+    (["--config", "conf/test.yaml", "--set", "train.maxiter=3"], "unknown configuration key 'train.maxiter'"),
+    (["--config", "conf/test.yaml", "--set", "input.train_videos=/no/such/dir"],
+     "input.train_videos: folder not found: /no/such/dir"),
+    (["--config", "conf/test.yaml"], "input.train_videos and input.score_videos are both unset"),
+    (["--config", "conf/test.yaml", "--set", "input.train_videos=.", "--set", "input.labels=/no/labels.csv"],
+     "input.labels: file not found: /no/labels.csv"),
+])
+def test_bad_configuration_exits_before_any_work(args, message):
+    proc = job(*args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"vidspark: configuration error: {message}"]
