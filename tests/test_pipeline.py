@@ -17,9 +17,9 @@ def test_long_video_is_split_into_ranges_decoded_by_separate_tasks(spark, tmp_pa
     write_index_video(tmp_path / "train" / "cam 1" / "längs.mpg", 25 * 41 + 3)   # last frame 41.08 s
     config = make_config(tmp_path, "extract.split_seconds=10", "input.score_videos=null")
     storage.register_tables(spark, config)
-    assert len(extract.discover(config)[0]) == 1
+    assert len(extract.discover(spark, config)[0]) == 1
     result = extract.run(spark, config)
-    assert (result.ok, result.frames) == (1, 42)
+    assert (result["ok"], result["frames"]) == (1, 42)
     rows = storage.read(spark, config, "frames").orderBy("second").collect()
     assert [r.second for r in rows] == list(range(42))
     got = [decode_index_frame(cv2.imdecode(np.frombuffer(r.jpeg, np.uint8), 1)) for r in rows]
@@ -30,11 +30,11 @@ def test_long_video_is_split_into_ranges_decoded_by_separate_tasks(spark, tmp_pa
     assert rows[0].frame_name == "längsframe0000.jpg"
     # unchanged on a re-run: nothing decoded again
     again = extract.run(spark, config)
-    assert (again.new, again.skipped) == (0, 1)
+    assert (again["new_videos"], again["skipped"]) == (0, 1)
     # changed content under the same path is re-processed and replaces the old frames
     write_index_video(tmp_path / "train" / "cam 1" / "längs.mpg", 25 * 5)
     changed = extract.run(spark, config)
-    assert (changed.new, changed.frames) == (1, 5)
+    assert (changed["new_videos"], changed["frames"]) == (1, 5)
     assert storage.read(spark, config, "frames").count() == 5
 
 
@@ -56,7 +56,7 @@ def test_whole_pipeline_on_parquet_tables(spark, tmp_path, small_demo):
     config = _small_config(tmp_path, small_demo, fmt="parquet")
     storage.register_tables(spark, config)
     reports = pipeline.nightly(spark, config)
-    assert reports["extract"].frames == 15 * 4
+    assert reports["extract"]["frames"] == 15 * 4
     assert reports["featurize"]["featurized"] == 60
     assert reports["train"]["rows"] == 9 * 4
     assert reports["score"]["scored"] == 6 * 4

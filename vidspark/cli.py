@@ -33,32 +33,50 @@ def _load(args) -> dict:
 
 
 def job_main(stages: Sequence[str], description: str, argv=None) -> None:
-    """Entry point of the ``jobs/*.py`` scripts: run ``stages`` in order."""
-    from vidspark import pipeline
+    """Entry point of the ``jobs/*.py`` scripts: run ``stages`` in order, holding the storage
+    lock and recording the run in the ``runs`` table."""
+    from vidspark import pipeline, runs
+    from vidspark.errors import user_error
+    from vidspark.lock import LockHeld, StorageLock
     from vidspark.session import build_spark
 
     args = _parser(description).parse_args(argv)
     _setup_logging()
     config = _load(args)
+    job = "nightly" if list(stages) == list(pipeline.STAGES) else "+".join(stages)
+    run_id = runs.new_run_id()
     try:
         pipeline.preflight(config, stages)
+        lock = StorageLock(config, run_id).acquire()
     except ConfigError as exc:
         sys.exit(f"vidspark: configuration error: {exc}")
-    spark = build_spark(config, app_name="vidspark-" + "-".join(stages))
-    spark.sparkContext.setLogLevel("WARN")
+    except LockHeld as exc:
+        sys.exit(f"vidspark: {exc}")
+    spark = None
     try:
-        pipeline.run_stages(spark, config, stages)
+        spark = build_spark(config, app_name=f"vidspark-{job}")
+        spark.sparkContext.setLogLevel("WARN")
+        if lock.abandoned and lock.abandoned.get("run_id"):
+            runs.mark_abandoned(spark, config, lock.abandoned["run_id"])
+        recorder = runs.RunRecorder(spark, config, run_id, job)
+        reports = {}
+        try:
+            reports = pipeline.run_stages(spark, config, stages, recorder)
+        except Exception as exc:
+            recorder.finish(reports, exc)
+            message = user_error(exc)
+            if message is None:
+                raise
+            sys.exit(f"vidspark: {message}")
+        recorder.finish(reports)
+        log = logging.getLogger("vidspark")
+        log.info("run %s (%s) succeeded: %s", run_id, job, pipeline.one_line(reports))
         if "score" in stages:
             print(pipeline.summary(spark, config), flush=True)
-    except Exception as exc:
-        from vidspark.errors import user_error
-
-        message = user_error(exc)
-        if message is None:
-            raise
-        sys.exit(f"vidspark: {message}")
     finally:
-        spark.stop()
+        if spark is not None:
+            spark.stop()
+        lock.release()
 
 
 def sql_main(argv=None) -> None:

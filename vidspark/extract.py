@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from dataclasses import dataclass
-from typing import Iterator, Mapping
+import resource
+from typing import Iterator, Mapping, Optional
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -31,10 +31,11 @@ _CANDIDATES = T.StructType([
     T.StructField("video", T.StringType()),
     T.StructField("path", T.StringType()),
     T.StructField("role", T.StringType()),
+    T.StructField("size", T.LongType()),
+    T.StructField("mtime_ns", T.LongType()),
 ])
 
 _PROBED = T.StructType(_CANDIDATES.fields + [
-    T.StructField("size", T.LongType()),
     T.StructField("content_hash", T.StringType()),
     T.StructField("fps", T.DoubleType()),
     T.StructField("width", T.IntegerType()),
@@ -66,18 +67,8 @@ _DECODED = T.StructType([
     T.StructField("decoded", T.LongType()),
     T.StructField("last_ts_ms", T.DoubleType()),
     T.StructField("error", T.StringType()),
+    T.StructField("max_rss_mb", T.DoubleType()),    # the Python worker's peak memory so far
 ])
-
-
-@dataclass
-class ExtractResult:
-    discovered: int
-    new: int
-    skipped: int
-    ok: int
-    quarantined: int
-    frames: int
-    duplicates: list
 
 
 # ---------------------------------------------------------------- discovery (driver, listing only)
@@ -88,40 +79,96 @@ def video_name(path: str, folder: str) -> str:
     return os.path.splitext(rel)[0].replace(os.sep, "/")
 
 
-def discover(config: Mapping) -> tuple[list[dict], list[str]]:
+def _local(path: str) -> str:
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
+_LISTED = T.StructType([
+    T.StructField("path", T.StringType()),
+    T.StructField("size", T.LongType()),
+    T.StructField("mtime_ns", T.LongType()),
+])
+
+
+def _is_video(name: str, exts: set) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in exts
+
+
+def _walk_fn(exts: set):
+    def walk(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            rows = []
+            for top in batch["path"]:
+                for dirpath, dirnames, filenames in os.walk(top):
+                    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                    for name in filenames:
+                        if _is_video(name, exts):
+                            rows.append(_stat(os.path.join(dirpath, name)))
+            yield _pandas([r for r in rows if r], _LISTED)
+    return walk
+
+
+def _stat(path: str) -> Optional[dict]:
+    try:
+        st = os.stat(path)
+    except OSError:   # vanished between listing and stat
+        return None
+    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
+    """(path, size, mtime_ns) of the video files under ``folder``. The folder's own files are
+    listed here; each sub-folder tree (e.g. one per camera) is walked by its own Spark task, so
+    a big archive is listed in parallel. No file is read. Hidden names (".x") are skipped."""
+    exts = {"." + e.lower().lstrip(".") for e in extensions}
+    files, subdirs = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                subdirs.append(entry.path)
+            elif _is_video(entry.name, exts):
+                files.append(_stat(entry.path))
+    if subdirs:
+        parts = min(len(subdirs), spark.sparkContext.defaultParallelism * 4)
+        walked = (spark.createDataFrame([(d,) for d in sorted(subdirs)], "path string")
+                  .repartition(parts).mapInPandas(_walk_fn(exts), _LISTED).collect())
+        files += [r.asDict() for r in walked]
+    return [f for f in files if f]
+
+
+def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str], list[str]]:
     """List video files under the train and score folders.
 
-    Returns (candidates, problems). A file present in both folders (same path) is one candidate
-    with role ``train+score``. Two different files that map to the same ``video`` name (``a.mpg``
-    and ``a.avi``, or the same relative name in both folders) cannot both be stored: the first in
-    sorted order is kept and the other is reported in ``problems``.
+    Returns (candidates, roles listed, problems). A file present in both folders (same path) is
+    one candidate with role ``train+score``. Two different files that map to the same ``video``
+    name (``a.mpg`` and ``a.avi``, or the same relative name in both folders) cannot both be
+    stored: the first in sorted order is kept and the other is reported in ``problems``.
     """
-    exts = {"." + e.lower().lstrip(".") for e in config["input"]["extensions"]}
     found: dict[str, dict] = {}
     problems: list[str] = []
+    listed: list[str] = []
     for role in ("train", "score"):
         folder = config["input"][f"{role}_videos"]
         if not folder:
             continue
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"input.{role}_videos: folder not found: {folder}")
-        paths = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            paths += [os.path.join(dirpath, f) for f in sorted(filenames)
-                      if os.path.splitext(f)[1].lower() in exts and not f.startswith(".")]
-        for path in paths:
-            name = video_name(path, folder)
+        listed.append(role)
+        base = _local(folder).rstrip("/")
+        for f in sorted(list_files(spark, base, config["input"]["extensions"]),
+                        key=lambda f: f["path"]):
+            name = video_name(f["path"], base)
             prev = found.get(name)
             if prev is None:
-                found[name] = {"video": name, "path": os.path.abspath(path), "role": role}
-            elif prev["path"] == os.path.abspath(path):
+                found[name] = dict(f, video=name, role=role)
+            elif prev["path"] == f["path"]:
                 prev["role"] = "train+score"
             else:
-                problems.append(f"{path} ignored: video name '{name}' is already taken by {prev['path']}")
+                problems.append(f"{f['path']} ignored: video name '{name}' is already taken by "
+                                f"{prev['path']}")
     for p in problems:
         log.warning(p)
-    return list(found.values()), problems
+    return list(found.values()), listed, problems
 
 
 # ---------------------------------------------------------------- per-task functions (executors)
@@ -146,7 +193,7 @@ def _probe_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
     for batch in batches:
         rows = []
         for rec in batch.to_dict("records"):
-            out = dict(rec, size=None, content_hash=None, fps=None, width=None, height=None,
+            out = dict(rec, content_hash=None, fps=None, width=None, height=None,
                        header_frame_count=None, first_ts_ms=None, error=None)
             try:
                 out["size"], out["content_hash"] = V.file_digest(rec["path"])
@@ -191,7 +238,8 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float) -> pd.DataFr
         log.warning("%s: seek to %ss overshot; range decoded from the start", rec["video"],
                     rec["range_start"])
     rows.append({"kind": "range", "video": rec["video"], "second": int(rec["range_start"]),
-                 "decoded": stats.decoded, "last_ts_ms": stats.last_ts_ms, "error": error})
+                 "decoded": stats.decoded, "last_ts_ms": stats.last_ts_ms, "error": error,
+                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0})
     return _pandas(rows, _DECODED)
 
 
@@ -199,7 +247,7 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float) -> pd.DataFr
 
 def _quarantine_row(rec: dict, reason: str, now: dt.datetime) -> dict:
     return {"video": rec["video"], "path": rec["path"], "role": rec["role"], "size": rec.get("size"),
-            "content_hash": rec.get("content_hash"), "fps": rec.get("fps"),
+            "mtime_ns": rec.get("mtime_ns"), "missing_since": None, "content_hash": rec.get("content_hash"), "fps": rec.get("fps"),
             "width": rec.get("width"), "height": rec.get("height"), "duration": None,
             "frame_count": None, "header_frame_count": rec.get("header_frame_count"),
             "seconds": 0, "status": QUARANTINED, "error": reason, "processed_at": now}
@@ -209,27 +257,35 @@ def _none_if_nan(value):
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
-def run(spark: SparkSession, config: Mapping) -> ExtractResult:
+def run(spark: SparkSession, config: Mapping) -> dict:
     """Bring ``videos`` and ``frames`` up to date with the input folders.
 
-    A file whose content hash is already stored is skipped (if only its path or role changed,
-    its ``videos`` row is updated); new and changed files are decoded, and a changed file's
-    old frames, features and predictions are replaced.
+    A file is new when its content hash is unseen. A file whose path, size and modification
+    time match its stored row is not even hashed again; one whose hash is unchanged only gets
+    its ``videos`` row updated (path, role, no longer missing). New and changed files are
+    decoded, and a changed file's old frames, features and predictions are replaced. A file that
+    disappeared keeps its rows and gets ``missing_since`` set.
     """
-    candidates, problems = discover(config)
-    if not candidates:
-        log.info("extract: no video files found")
-        return ExtractResult(0, 0, 0, 0, 0, 0, problems)
-    probed = _probe(spark, candidates)
+    candidates, listed, problems = discover(spark, config)
     known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
-    todo, moved = [], []
-    for r in probed:
-        old = known.get(r["video"])
-        if r["content_hash"] is None or old is None or old["content_hash"] != r["content_hash"]:
-            todo.append(r)
-        elif (old["path"], old["role"]) != (r["path"], r["role"]):
-            moved.append(dict(old, path=r["path"], role=r["role"]))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    same_stat = [c for c in candidates if _same_file(known.get(c["video"]), c)]
+    unchanged_ids = {c["video"] for c in same_stat}
+    probed = _probe(spark, [c for c in candidates if c["video"] not in unchanged_ids])
+    todo, touched = [], []
+    for r in probed + same_stat:
+        old = known.get(r["video"])
+        if r["video"] not in unchanged_ids and (
+                r["content_hash"] is None or old is None or old["content_hash"] != r["content_hash"]):
+            todo.append(r)
+        elif (old["path"], old["role"], old["mtime_ns"], old["missing_since"]) != (
+                r["path"], r["role"], r["mtime_ns"], None):
+            touched.append(dict(old, path=r["path"], role=r["role"], mtime_ns=r["mtime_ns"],
+                                missing_since=None))
+    present = {c["video"] for c in candidates}
+    gone = [dict(old, missing_since=now) for video, old in known.items()
+            if video not in present and old["missing_since"] is None
+            and all(role in listed for role in old["role"].split("+"))]
 
     video_rows = [_quarantine_row(r, r["error"], now) for r in todo if r["error"]]
     video_rows += _decode(spark, config, [r for r in todo if not r["error"]], now)
@@ -239,24 +295,43 @@ def run(spark: SparkSession, config: Mapping) -> ExtractResult:
     bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
     for table, videos in (("frames", bad), ("features", stale), ("predictions", stale)):
         storage.replace_videos(spark, config, table, spark.createDataFrame([], TABLES[table]), videos)
-    if video_rows or moved:
-        rows = [{k: _none_if_nan(v) for k, v in row.items()} for row in video_rows + moved]
+    updates = video_rows + touched + gone
+    if updates:
+        rows = [{k: _none_if_nan(row.get(k)) for k in TABLES["videos"].fieldNames()} for row in updates]
         storage.upsert(spark, config, "videos", spark.createDataFrame(rows, TABLES["videos"]))
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)
     for v in video_rows:
         if v["status"] == QUARANTINED:
             log.warning("quarantined %s: %s", v["path"], v["error"])
+    for v in gone:
+        log.warning("missing: %s (%s) is gone; its rows are kept", v["video"], v["path"])
     frames = sum(v["seconds"] for v in video_rows if v["status"] == OK)
-    log.info("extract: %d files, %d new or changed, %d unchanged skipped, %d ok, %d quarantined, "
-             "%d frames", len(probed), len(todo), len(probed) - len(todo), n_ok,
-             len(video_rows) - n_ok, frames)
-    return ExtractResult(len(probed), len(todo), len(probed) - len(todo), n_ok,
-                         len(video_rows) - n_ok, frames, problems)
+    report = {"read": len(candidates), "written": frames, "skipped": len(candidates) - len(todo),
+              "quarantined": len(video_rows) - n_ok, "new_videos": len(todo), "ok": n_ok,
+              "frames": frames, "missing": len(gone), "problems": problems,
+              "max_worker_rss_mb": _max_rss(video_rows)}
+    log.info("extract: %d files, %d new videos (%d ok, %d quarantined), %d unchanged skipped, "
+             "%d missing, %d frames", len(candidates), len(todo), n_ok, report["quarantined"],
+             report["skipped"], len(gone), frames)
+    return report
+
+
+def _same_file(old: Optional[dict], new: dict) -> bool:
+    """The stored row describes this very file (same path, size and mtime) and has a hash."""
+    return (old is not None and old["content_hash"] is not None and old["path"] == new["path"]
+            and old["size"] == new["size"] and old["mtime_ns"] == new["mtime_ns"])
+
+
+def _max_rss(rows: list[dict]) -> Optional[float]:
+    values = [r.get("max_rss_mb") for r in rows if r.get("max_rss_mb") is not None]
+    return max(values) if values else None
 
 
 def _probe(spark: SparkSession, candidates: list[dict]) -> list[dict]:
     """Hash and probe every candidate file, one Spark task per few files."""
+    if not candidates:
+        return []
     parts = min(len(candidates), spark.sparkContext.defaultParallelism * 4)
     df = spark.createDataFrame(candidates, _CANDIDATES).repartition(parts)
     return [r.asDict() for r in df.mapInPandas(_probe_partitions, _PROBED).collect()]
@@ -279,7 +354,7 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
                .persist(StorageLevel.MEMORY_AND_DISK))
     try:
         summary = _summarise(decoded.where(F.col("kind") == "range")
-                             .select("video", "decoded", "last_ts_ms", "error").collect())
+                             .select("video", "decoded", "last_ts_ms", "error", "max_rss_mb").collect())
         frames = decoded.where(F.col("kind") == "frame")
         counts = {r.video: r["count"] for r in frames.groupBy("video").count().collect()}
         rows = [_video_row(r, summary[r["video"]], counts.get(r["video"], 0),
@@ -300,17 +375,21 @@ def _video_row(r: dict, s: dict, n: int, min_frames: int, now) -> dict:
         return _quarantine_row(r, f"truncated or damaged: only {s['decoded']} decodable "
                                   f"frame(s) (extract.min_frames is {min_frames})", now)
     return {"video": r["video"], "path": r["path"], "role": r["role"], "size": r["size"],
-            "content_hash": r["content_hash"], "fps": r["fps"], "width": r["width"],
+            "mtime_ns": r["mtime_ns"], "missing_since": None, "content_hash": r["content_hash"], "fps": r["fps"], "width": r["width"],
             "height": r["height"], "duration": s["last_ts_ms"] / 1000.0,
             "frame_count": s["decoded"], "header_frame_count": r["header_frame_count"],
-            "seconds": n, "status": OK, "error": s["error"], "processed_at": now}
+            "seconds": n, "status": OK, "error": s["error"], "processed_at": now,
+            "max_rss_mb": s["max_rss_mb"]}
 
 
 def _summarise(per_range) -> dict:
     out: dict = {}
     for r in per_range:
-        s = out.setdefault(r.video, {"decoded": 0, "last_ts_ms": None, "error": None})
+        s = out.setdefault(r.video, {"decoded": 0, "last_ts_ms": None, "error": None,
+                                     "max_rss_mb": None})
         s["decoded"] += int(r.decoded or 0)
+        if r.max_rss_mb is not None:
+            s["max_rss_mb"] = max(s["max_rss_mb"] or 0.0, r.max_rss_mb)
         if r.last_ts_ms is not None:
             s["last_ts_ms"] = max(s["last_ts_ms"] or 0.0, r.last_ts_ms)
         if r.error:

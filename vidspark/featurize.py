@@ -158,9 +158,12 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             .join(done, ["video", "second"], "left_anti")
             .select("video", "second", "jpeg"))
     n = todo.count()
+    total = frames.count()
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
-        return {"featurized": 0, "weights": identity}
+        return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
+                "featurized": 0, "weights": identity}
+    log.info("featurize: %d frames to featurize with %s", n, identity)
     parallelism = spark.sparkContext.defaultParallelism
     batch_size = int(config["featurizer"]["batch_size"])
     partitions = max(1, min(parallelism * 4, -(-n // batch_size)))
@@ -170,4 +173,5 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     feats = feats.localCheckpoint(eager=True)
     storage.upsert(spark, config, "features", feats)
     log.info("featurize: %d frames featurized with %s", n, identity)
-    return {"featurized": n, "weights": identity}
+    return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
+            "featurized": n, "weights": identity}

@@ -129,7 +129,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     path = config["input"]["labels"]
     if not path:
         log.info("labels: input.labels not set; keeping the labels table as it is")
-        return {"labels": None}
+        return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None}
     parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
     labels, report = resolve(spark, parsed, storage.read(spark, config, "frames"))
     storage.overwrite(spark, config, "labels", labels)
@@ -137,4 +137,4 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         log.warning("labels: %d of %d labels match no frame (e.g. %s)", report["unmatched"],
                     report["labels"], ", ".join(report["unmatched_examples"]))
     log.info("labels: %d labels, %d match frames", report["labels"], report["matched"])
-    return report
+    return dict(report, read=report["labels"], written=report["labels"], skipped=0, quarantined=0)

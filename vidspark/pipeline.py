@@ -36,18 +36,66 @@ def preflight(config: Mapping, names) -> None:
             if path and "://" not in path and not os.path.isdir(path):
                 raise ConfigError(f"input.{key}: folder not found: {path}")
     labels = config["input"]["labels"]
-    if "labels" in names and labels and "://" not in labels and not os.path.isfile(labels):
-        raise ConfigError(f"input.labels: file not found: {labels}")
+    if "labels" in names and labels and "://" not in labels:
+        if not os.path.isfile(labels):
+            raise ConfigError(f"input.labels: file not found: {labels}")
+        import pandas as pd
+
+        from vidspark.labels import LabelsError, parse
+
+        try:
+            raw = pd.read_csv(labels, dtype=str, keep_default_na=False).replace("", None)
+            raw.columns = [str(c).strip() for c in raw.columns]
+            parse(raw, source=labels)
+        except (LabelsError, ValueError, pd.errors.ParserError) as exc:
+            raise ConfigError(f"input.labels: {exc}") from None
+    root = config["storage"]["root"]
+    if "://" not in root:
+        probe = os.path.join(root, ".vidspark-write-test")
+        try:
+            os.makedirs(root, exist_ok=True)
+            with open(probe, "w") as fh:
+                fh.write("ok")
+            os.remove(probe)
+        except OSError as exc:
+            raise ConfigError(f"storage.root: not writable: {root} ({exc.strerror})") from None
 
 
-def run_stages(spark: SparkSession, config: Mapping, names) -> dict:
-    """Run the named stages in order; returns {stage: report}."""
+def run_stages(spark: SparkSession, config: Mapping, names, recorder=None) -> dict:
+    """Run the named stages in order; returns {stage: report}. With a ``RunRecorder`` each
+    stage's start, end, counts or error go to the ``runs`` table."""
     reports = {}
     for name in names:
         t0 = time.time()
-        reports[name] = STAGES[name](spark, config)
+        if recorder:
+            recorder.start(name)
+        try:
+            reports[name] = STAGES[name](spark, config)
+        except Exception as exc:
+            if recorder:
+                recorder.fail(name, exc)
+            raise
+        if recorder:
+            recorder.end(name, reports[name])
         log.info("stage %s done in %.1fs", name, time.time() - t0)
     return reports
+
+
+def one_line(reports: Mapping[str, Mapping]) -> str:
+    """What a run did, in one line (the operator's first question)."""
+    parts = []
+    if "extract" in reports:
+        r = reports["extract"]
+        parts.append(f"{r['new_videos']} new videos ({r['quarantined']} quarantined, "
+                     f"{r['frames']} frames)")
+    if "featurize" in reports:
+        parts.append(f"{reports['featurize']['featurized']} frames featurized")
+    if "train" in reports:
+        r = reports["train"]
+        parts.append(f"model {r['model_id']} {'fitted' if r['refit'] else 'kept'}")
+    if "score" in reports:
+        parts.append(f"{reports['score']['scored']} frames scored")
+    return ", ".join(parts)
 
 
 def nightly(spark: SparkSession, config: Mapping) -> dict:

@@ -8,6 +8,7 @@ VIDEOS = T.StructType([
     T.StructField("path", T.StringType(), False),
     T.StructField("role", T.StringType(), False),            # train | score | train+score
     T.StructField("size", T.LongType(), True),
+    T.StructField("mtime_ns", T.LongType(), True),            # file modification time when hashed
     T.StructField("content_hash", T.StringType(), True),     # sha256 of the file's bytes
     T.StructField("fps", T.DoubleType(), True),              # from the container header
     T.StructField("width", T.IntegerType(), True),
@@ -19,6 +20,7 @@ VIDEOS = T.StructType([
     T.StructField("status", T.StringType(), False),          # ok | quarantined
     T.StructField("error", T.StringType(), True),
     T.StructField("processed_at", T.TimestampType(), True),
+    T.StructField("missing_since", T.TimestampType(), True),  # set while the file is gone
 ])
 
 FRAMES = T.StructType([
@@ -67,7 +69,22 @@ MODELS = T.StructType([
     T.StructField("data_fingerprint", T.StringType(), False),  # of the labelled training rows
 ])
 
-TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "models")
+RUNS = T.StructType([
+    T.StructField("run_id", T.StringType(), False),
+    T.StructField("job", T.StringType(), False),
+    T.StructField("stage", T.StringType(), False),           # a stage, or "run" for the whole run
+    T.StructField("started_at", T.TimestampType(), False),
+    T.StructField("ended_at", T.TimestampType(), True),
+    T.StructField("status", T.StringType(), False),          # running | succeeded | failed | abandoned
+    T.StructField("rows_read", T.LongType(), True),
+    T.StructField("rows_written", T.LongType(), True),
+    T.StructField("rows_skipped", T.LongType(), True),
+    T.StructField("rows_quarantined", T.LongType(), True),
+    T.StructField("details", T.StringType(), True),          # JSON of the stage's other figures
+    T.StructField("error", T.StringType(), True),
+])
+
+TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "models", "runs")
 
 TABLES = {
     "videos": VIDEOS,
@@ -76,4 +93,5 @@ TABLES = {
     "labels": LABELS,
     "predictions": PREDICTIONS,
     "models": MODELS,
+    "runs": RUNS,
 }

@@ -48,4 +48,5 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     if n:
         storage.upsert(spark, config, "predictions", scored)
     log.info("score: %d frames scored with model %s", n, latest.model_id)
-    return {"scored": n, "model_id": latest.model_id}
+    return {"read": n, "written": n, "skipped": done.count(), "quarantined": 0,
+            "scored": n, "model_id": latest.model_id}

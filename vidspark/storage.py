@@ -31,6 +31,7 @@ _KEYS = {
     "labels": ("video", "second"),
     "predictions": ("video", "second"),
     "models": ("model_id",),
+    "runs": ("run_id", "stage"),
 }
 
 

@@ -89,7 +89,8 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         if latest is not None and latest.data_fingerprint == data_fp:
             log.info("train: training data and parameters unchanged; keeping model %s",
                      latest.model_id)
-            return {"rows": latest.train_rows, "positives": latest.positives,
+            return {"read": latest.train_rows, "written": 0, "skipped": 1, "quarantined": 0,
+                    "rows": latest.train_rows, "positives": latest.positives,
                     "videos": latest.train_videos, "model_id": latest.model_id,
                     "path": latest.path, "refit": False}
         weights = sorted(r.weights for r in data.select("weights").distinct().collect())
@@ -107,4 +108,5 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     storage.append(spark, config, "models", spark.createDataFrame([row], MODELS))
     log.info("train: model %s on %d labelled frames (%d positive) of %d videos", model_id,
              counts["rows"], counts["positives"], counts["videos"])
-    return dict(counts, model_id=model_id, path=path, refit=True)
+    return dict(counts, read=counts["rows"], written=1, skipped=0, quarantined=0,
+                model_id=model_id, path=path, refit=True)
