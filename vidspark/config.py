@@ -124,7 +124,7 @@ def _validate(config: dict) -> None:
     if not config["storage"]["root"]:
         raise ConfigError("storage.root must be set")
     for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.max_iter",
-                "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames"):
+                "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames", "extract.max_side"):
         value = get(config, key)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key} must be a positive integer, not {value!r}")

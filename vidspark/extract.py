@@ -208,15 +208,15 @@ def _probe_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
         yield _pandas(rows, _PROBED)
 
 
-def _decode_partitions_fn(jpeg_quality: int, seek_margin: float):
+def _decode_partitions_fn(jpeg_quality: int, seek_margin: float, max_side: int):
     def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for rec in batch.to_dict("records"):
-                yield _decode_range(rec, jpeg_quality, seek_margin)
+                yield _decode_range(rec, jpeg_quality, seek_margin, max_side)
     return decode
 
 
-def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float) -> pd.DataFrame:
+def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: int) -> pd.DataFrame:
     end = None if pd.isna(rec["range_end"]) else int(rec["range_end"])
     stats = V.RangeStats()
     rows = []
@@ -226,6 +226,7 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float) -> pd.DataFr
                 rec["path"], start=int(rec["range_start"]), end=end,
                 first_ts_ms=float(rec["first_ts_ms"]), fps=float(rec["fps"] or 0),
                 seek_margin=seek_margin, stats=stats):
+            frame = V.fit_within(frame, max_side)
             h, w = frame.shape[:2]
             rows.append({"kind": "frame", "video": rec["video"], "second": second, "ts_ms": ts_ms,
                          "frame_name": V.frame_name(rec["path"], second),
@@ -348,7 +349,8 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
               for start, end in V.plan_ranges(
                   (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0,
                   int(ex["split_seconds"]))]
-    decode = _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]))
+    decode = _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]),
+                                   int(ex["max_side"]))
     decoded = (spark.createDataFrame(ranges, _RANGES).repartition(len(ranges))
                .mapInPandas(decode, _DECODED)
                .persist(StorageLevel.MEMORY_AND_DISK))

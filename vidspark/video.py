@@ -203,6 +203,16 @@ def frame_name(video_path: str, second: int) -> str:
     return f"{stem}frame{second:04d}.jpg"
 
 
+def fit_within(frame: np.ndarray, max_side: int) -> np.ndarray:
+    """Scale a frame down (area interpolation) so its longest side is at most ``max_side``."""
+    h, w = frame.shape[:2]
+    if max(h, w) <= max_side:
+        return frame
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
