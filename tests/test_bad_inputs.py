@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import extract, storage, video as V
+from vidspark import extract, storage
 from vidspark.demo import decode_index_frame, write_index_video, write_video
 from tests.conftest import ROOT, make_config
 

@@ -1,0 +1,129 @@
+"""Nightly operation through spark-submit: a run killed in the middle of featurization is
+completed by the next run with exactly the rows of a clean run, and two runs at once on one
+storage.root never corrupt or duplicate anything."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from vidspark import storage
+from vidspark.config import load_config
+from vidspark.demo import generate_demo_dataset
+from vidspark.lock import LOCK_NAME
+from tests.conftest import ROOT
+from tests.test_e2e import TABLES, _env
+
+pytestmark = pytest.mark.slow
+
+
+def write_conf(tmp, name, data_root, weights) -> str:
+    conf = tmp / f"{name}.yaml"
+    conf.write_text(yaml.safe_dump({
+        "storage": {"root": str(tmp / name)},
+        "input": {"train_videos": f"{data_root}/train", "score_videos": f"{data_root}/score",
+                  "labels": f"{data_root}/labels.csv"},
+        "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8},
+        "spark": {"spark.sql.shuffle.partitions": 4},
+    }))
+    return str(conf)
+
+
+def start(conf: str) -> subprocess.Popen:
+    env = dict(_env(), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(["spark-submit", "--master", "local[2]", "jobs/nightly.py",
+                             "--config", conf], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 600) -> list[str]:
+    lines, deadline = [], time.time() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if needle in line:
+            return lines
+        assert time.time() < deadline, f"no '{needle}' within {timeout}s"
+    raise AssertionError(f"the job ended without printing '{needle}':\n{''.join(lines[-40:])}")
+
+
+# Columns that differ between two correct runs: times, and ids/paths of the run's own model.
+RUN_DEPENDENT = {"processed_at", "scored_at", "created_at", "model_id", "data_fingerprint",
+                 "mtime_ns"}
+
+
+def snapshot(spark, config) -> dict:
+    """Every table's rows (JPEG bytes included), minus run-dependent columns."""
+    out = {}
+    for name in TABLES:
+        df = storage.read(spark, config, name).toPandas()
+        df = df.drop(columns=[c for c in df.columns if c in RUN_DEPENDENT
+                              or (name == "models" and c == "path")])
+        if "features" in df.columns:
+            df["features"] = [tuple(np.round(v.toArray(), 5)) for v in df.features]
+        if "prob_suspicious" in df.columns:
+            df["prob_suspicious"] = df.prob_suspicious.round(6)
+        keys = [c for c in ("video", "second") if c in df.columns] or list(df.columns)
+        out[name] = df.sort_values(keys).reset_index(drop=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ops-data")
+    generate_demo_dataset(str(root), seconds=8)
+    return str(root)
+
+
+def test_concurrent_runs_and_a_crash_in_featurization(spark, tmp_path, data, weights_path):
+    clean_conf = write_conf(tmp_path, "clean", data, weights_path)
+    crash_conf = write_conf(tmp_path, "crash", data, weights_path)
+
+    # 1. A clean run; a second run on the same storage.root meanwhile refuses clearly.
+    clean = start(clean_conf)
+    wait_for_line(clean, "stage extract done")
+    second = subprocess.run(["spark-submit", "--master", "local[2]", "jobs/nightly.py",
+                             "--config", clean_conf], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode != 0
+    assert "another run holds storage.root" in second.stdout + second.stderr
+    assert clean.wait(timeout=900) == 0, clean.stdout.read()[-3000:]
+
+    # 2. A run killed (SIGKILL, whole process group) in the middle of featurization.
+    crashed = start(crash_conf)
+    wait_for_line(crashed, "frames to featurize")
+    time.sleep(4)
+    assert crashed.poll() is None, "featurization finished before the kill"
+    os.killpg(crashed.pid, signal.SIGKILL)
+    crashed.wait(timeout=60)
+    crash_config = load_config(crash_conf)
+    assert os.path.exists(os.path.join(crash_config["storage"]["root"], LOCK_NAME))
+    storage.register_tables(spark, crash_config)
+    assert storage.read(spark, crash_config, "features").count() == 0   # nothing half-written
+    assert storage.read(spark, crash_config, "predictions").count() == 0
+
+    # 3. The next run takes over the dead run's lock and completes the work.
+    rerun = start(crash_conf)
+    log = "".join(wait_for_line(rerun, "succeeded:"))
+    assert rerun.wait(timeout=900) == 0
+    assert "took over the lock" in log and "0 new videos" in log
+    runs = storage.read(spark, crash_config, "runs").toPandas()
+    assert set(runs.status) == {"abandoned", "succeeded"}
+    assert set(runs[runs.status == "abandoned"].stage) == {"run", "featurize"}
+
+    # 4. Every table holds exactly what the clean run produced.
+    clean_config = load_config(clean_conf)
+    storage.register_tables(spark, clean_config)
+    expected = snapshot(spark, clean_config)
+    storage.register_tables(spark, crash_config)
+    got = snapshot(spark, crash_config)
+    for name in TABLES:
+        exp, act = expected[name], got[name]
+        assert len(act) == len(exp), name
+        assert act.equals(exp), f"{name} differs from the clean run"
+    counts = {name: len(df) for name, df in got.items()}
+    print("row counts after crash + re-run == clean run:", counts)
