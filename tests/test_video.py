@@ -117,14 +117,33 @@ def test_plan_ranges():
     assert V.plan_ranges(0, 600) == [(0, None)]
 
 
-def test_ffmpeg_timestamp_glitches_do_not_drift():
-    # As decoded from a real MPEG-1 program stream: frames 995-997 report 39840, 39880, 39880
-    # (true: 39800, 39840, 39880), and the last frame reports 0 (no timestamp).
-    raw = [39760.0, 39840.0, 39880.0, 39880.0, 39920.0, 39960.0, 40000.0, 40040.0, 0.0]
+def reconcile(raw):
     out, prev = [], None
     for ts in raw:
-        prev = V._monotonic(ts, prev, 40.0)
+        prev = V._reconcile(ts, prev, 40.0)
         out.append(prev)
-    assert out[:3] == raw[:3] and out[3] == pytest.approx(39880.0, abs=0.01)
-    assert out[4:8] == raw[4:8]                 # back on FFmpeg's timestamps, no drift
-    assert out[8] == 40080.0                    # missing timestamp: one interval later
+    return out
+
+
+def test_ffmpeg_timestamp_glitches_are_corrected_without_drift():
+    # As decoded from real MPEG-1 program streams: frames 995-997 report 39840, 39880, 39880
+    # (true: 39800, 39840, 39880); frames of a late stretch report one interval late for
+    # seconds; the last frame reports 0 (no timestamp).
+    raw = [39760.0, 39840.0, 39880.0, 39880.0, 39920.0, 0.0]
+    assert reconcile(raw) == [39760.0, 39800.0, 39840.0, 39880.0, 39920.0, 39960.0]
+    late_stretch = [i * 40.0 for i in range(270, 275)] + [i * 40.0 + 40 for i in range(275, 320)] \
+        + [i * 40.0 for i in range(320, 330)]
+    assert reconcile(late_stretch) == [i * 40.0 for i in range(270, 330)]
+
+
+def test_anchored_on_a_late_frame_the_timestamps_recover():
+    # a range that starts (after a seek) inside a late stretch
+    raw = [i * 40.0 + 40 for i in range(100, 110)] + [i * 40.0 for i in range(110, 115)]
+    out = reconcile(raw)
+    assert out[-3:] == [i * 40.0 for i in range(112, 115)]
+    assert all(b > a for a, b in zip(out, out[1:]))
+
+
+def test_real_gaps_resync():
+    raw = [0.0, 40.0, 80.0, 1080.0, 1120.0]          # one second missing from the stream
+    assert reconcile(raw) == raw

@@ -114,7 +114,7 @@ def plan_ranges(duration_hint: float, split_seconds: int) -> list[tuple[int, Opt
 
 def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
                    first_ts_ms: Optional[float] = None, fps: float = 0.0,
-                   seek_margin: float = 3.0,
+                   seek_margin: float = 10.0,
                    stats: Optional[RangeStats] = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(second, ts_ms, bgr_frame)`` for every whole second in [start, end).
 
@@ -142,19 +142,29 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
         cap.release()
 
 
-def _monotonic(raw: float, prev: Optional[float], frame_ms: float) -> float:
-    """Make FFmpeg's best-effort timestamps strictly increasing without drifting.
+def _reconcile(raw: float, prev: Optional[float], frame_ms: float) -> float:
+    """A frame's timestamp from FFmpeg's report and the previous frame's timestamp.
 
-    On MPEG program streams only some frames carry a timestamp and FFmpeg guesses the others:
-    a frame may repeat its predecessor's time, and a frame without any reports 0. A repeat is
-    nudged by a microsecond (so the next true timestamp is used as is, with no accumulated
-    drift); a missing or backwards timestamp is taken as one nominal frame interval later.
+    On MPEG program streams only some packets carry a timestamp and FFmpeg guesses the rest:
+    for seconds at a time its guesses run one frame late, a frame may repeat its predecessor's
+    time, and a frame with none reports 0. Frames of these streams come at a constant rate, so:
+    a report that agrees with counting (previous + one interval) is used as is; one that is
+    late by less than 1.5 intervals is replaced by the count; one that is earlier is trusted
+    (kept strictly increasing); a jump of 1.5 intervals or more is a real gap and re-syncs.
     """
-    if prev is None or raw > prev:
+    if prev is None:
         return raw
-    if raw <= 0 or raw < prev - frame_ms:
-        return prev + frame_ms
-    return prev + _EPS_MS
+    predicted = prev + frame_ms
+    if raw <= 0:
+        return predicted
+    delta = raw - predicted
+    if abs(delta) <= 0.5:
+        return raw if raw > prev else predicted
+    if -1.5 * frame_ms < delta < 0:
+        return max(raw, prev + _EPS_MS)
+    if 0 < delta < 1.5 * frame_ms:
+        return predicted
+    return raw if raw > prev else predicted
 
 
 def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
@@ -165,7 +175,7 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
     while True:
         if not cap.grab():
             break
-        ts_abs = _monotonic(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev_abs, frame_ms)
+        ts_abs = _reconcile(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev_abs, frame_ms)
         prev_abs = ts_abs
         if first_ts_ms is None:
             first_ts_ms = ts_abs
