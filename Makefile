@@ -12,7 +12,7 @@ DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo demo-data test test-fast clean
+.PHONY: help install demo demo-data test test-fast test-scale package clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -37,5 +37,17 @@ test: install  ## run the test suite (what CI runs)
 test-fast: install  ## the test suite without the slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
+	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)
+
+package:  ## build dist/vidspark-env.tar.gz: a packed virtualenv to ship with spark-submit --archives
+	rm -rf build/package-venv dist/vidspark-env.tar.gz
+	$(PYTHON) -m venv build/package-venv
+	build/package-venv/bin/python -m pip install --quiet --upgrade pip
+	build/package-venv/bin/python -m pip install --quiet . venv-pack==0.2.0
+	mkdir -p dist
+	build/package-venv/bin/venv-pack -p build/package-venv -o dist/vidspark-env.tar.gz
+	@ls -lh dist/vidspark-env.tar.gz
+
 clean:  ## remove generated data and build outputs (keeps .venv)
-	rm -rf data build spark-warehouse .pytest_cache
+	rm -rf data build dist spark-warehouse .pytest_cache

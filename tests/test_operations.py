@@ -113,7 +113,10 @@ def test_concurrent_runs_and_a_crash_in_featurization(spark, tmp_path, data, wei
     assert "took over the lock" in log and "0 new videos" in log
     runs = storage.read(spark, crash_config, "runs").toPandas()
     assert set(runs.status) == {"abandoned", "succeeded"}
-    assert set(runs[runs.status == "abandoned"].stage) == {"run", "featurize"}
+    # the killed run: its run row abandoned, the stages it finished recorded, featurize never ended
+    killed = runs[runs.status == "abandoned"].run_id.iloc[0]
+    assert set(runs[runs.run_id == killed].stage) == {"run", "extract", "labels"}
+    assert set(runs[runs.status == "abandoned"].stage) == {"run"}
 
     # 4. Every table holds exactly what the clean run produced.
     clean_config = load_config(clean_conf)

@@ -124,14 +124,38 @@ def resolve(spark: SparkSession, parsed: pd.DataFrame, frames: DataFrame) -> tup
     return labels, report
 
 
+def fingerprint(spark: SparkSession, path: str, frames: DataFrame) -> str:
+    """Identifies the labels file's bytes and the frames its names resolve against."""
+    digest = (spark.read.format("binaryFile").load(path)
+              .select(F.sha2("content", 256).alias("h")).first().h)
+    keys = frames.agg(F.count(F.lit(1)).alias("n"),
+                      F.bit_xor(F.xxhash64("video", "second", "frame_name")).alias("x")).first()
+    return f"{digest[:16]}:{keys.n}:{keys.x or 0}"
+
+
+def _last_fingerprint(spark: SparkSession, config: Mapping):
+    row = (storage.read(spark, config, "runs")
+           .where((F.col("stage") == "labels") & (F.col("status") == "succeeded"))
+           .orderBy(F.col("ended_at").desc())
+           .select(F.get_json_object("details", "$.fingerprint").alias("fp")).first())
+    return row.fp if row else None
+
+
 def run(spark: SparkSession, config: Mapping) -> dict:
-    """Replace the ``labels`` table with the validated contents of ``input.labels``."""
+    """Replace the ``labels`` table with the validated contents of ``input.labels`` (skipped when
+    neither the file nor the frames changed since the last successful import)."""
     path = config["input"]["labels"]
     if not path:
         log.info("labels: input.labels not set; keeping the labels table as it is")
         return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None}
+    frames = storage.read(spark, config, "frames")
+    fp = fingerprint(spark, path, frames)
+    if fp == _last_fingerprint(spark, config):
+        log.info("labels: labels file and frames unchanged; keeping the labels table")
+        return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0, "fingerprint": fp}
     parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
-    labels, report = resolve(spark, parsed, storage.read(spark, config, "frames"))
+    labels, report = resolve(spark, parsed, frames)
+    report["fingerprint"] = fp
     storage.overwrite(spark, config, "labels", labels)
     if report["unmatched"]:
         log.warning("labels: %d of %d labels match no frame (e.g. %s)", report["unmatched"],

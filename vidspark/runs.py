@@ -32,54 +32,66 @@ def _now() -> dt.datetime:
 
 
 class RunRecorder:
-    """Records a job's run and its stages in ``runs``."""
+    """Records a job's run and its stages in ``runs``: a ``running`` row for the run when it
+    starts, a row per stage as it ends, and the run's final row at the end (appends, and one
+    ``replaceWhere`` of the run's rows, so bookkeeping stays cheap)."""
 
     def __init__(self, spark: SparkSession, config: Mapping, run_id: str, job: str):
         self.spark, self.config, self.run_id, self.job = spark, config, run_id, job
         self.started = {RUN: _now()}
-        self._write(RUN, "running")
+        self.rows: list[dict] = []
+        storage.append(spark, config, "runs", self._frame([self._row(RUN, "running")]))
 
-    def _write(self, stage: str, status: str, report: Optional[Mapping] = None,
-               error: Optional[str] = None) -> None:
+    def _row(self, stage: str, status: str, report: Optional[Mapping] = None,
+             error: Optional[BaseException] = None) -> dict:
         report = dict(report or {})
-        ended = None if status == "running" else _now()
         details = {k: v for k, v in report.items()
                    if k not in ("read", "written", "skipped", "quarantined")}
-        row = {"run_id": self.run_id, "job": self.job, "stage": stage,
-               "started_at": self.started.get(stage, _now()), "ended_at": ended, "status": status,
-               "rows_read": report.get("read"), "rows_written": report.get("written"),
-               "rows_skipped": report.get("skipped"), "rows_quarantined": report.get("quarantined"),
-               "details": json.dumps(details, default=str, sort_keys=True) if details else None,
-               "error": error}
-        storage.upsert(self.spark, self.config, "runs", self.spark.createDataFrame([row], RUNS))
+        return {"run_id": self.run_id, "job": self.job, "stage": stage,
+                "started_at": self.started.get(stage, _now()),
+                "ended_at": None if status == "running" else _now(), "status": status,
+                "rows_read": report.get("read"), "rows_written": report.get("written"),
+                "rows_skipped": report.get("skipped"),
+                "rows_quarantined": report.get("quarantined"),
+                "details": json.dumps(details, default=str, sort_keys=True) if details else None,
+                "error": _message(error) if error is not None else None}
+
+    def _frame(self, rows):
+        return self.spark.createDataFrame(rows, RUNS)
 
     def start(self, stage: str) -> None:
         self.started[stage] = _now()
-        self._write(stage, "running")
 
     def end(self, stage: str, report: Mapping) -> None:
-        self._write(stage, "succeeded", report)
+        self._stage_row(self._row(stage, "succeeded", report))
 
     def fail(self, stage: str, exc: BaseException) -> None:
-        self._write(stage, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        self._stage_row(self._row(stage, "failed", error=exc))
+
+    def _stage_row(self, row: dict) -> None:
+        self.rows.append(row)
+        storage.append(self.spark, self.config, "runs", self._frame([row]))
 
     def finish(self, reports: Mapping[str, Mapping], error: Optional[BaseException] = None) -> None:
         total = {k: sum(int(r.get(k) or 0) for r in reports.values())
                  for k in ("read", "written", "skipped", "quarantined")}
-        if error is None:
-            self._write(RUN, "succeeded", total)
-        else:
-            self._write(RUN, "failed", total,
-                        error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        final = self._row(RUN, "succeeded" if error is None else "failed", total, error)
+        storage.replace_run(self.spark, self.config, self._frame(self.rows + [final]), self.run_id)
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
 
 
 def mark_abandoned(spark: SparkSession, config: Mapping, run_id: str) -> int:
-    """Mark the still-``running`` rows of a run that died as ``abandoned``."""
-    rows = (storage.read(spark, config, "runs")
-            .where((F.col("run_id") == run_id) & (F.col("status") == "running")))
-    n = rows.count()
+    """Mark the still-``running`` row of a run that died as ``abandoned``."""
+    rows = storage.read(spark, config, "runs").where(F.col("run_id") == run_id).localCheckpoint()
+    n = rows.where(F.col("status") == "running").count()
     if n:
-        storage.upsert(spark, config, "runs",
-                       rows.withColumn("status", F.lit("abandoned"))
-                       .withColumn("ended_at", F.current_timestamp()))
+        abandoned = rows.withColumn(
+            "status", F.when(F.col("status") == "running", "abandoned").otherwise(F.col("status")))
+        abandoned = abandoned.withColumn(
+            "ended_at", F.coalesce(F.col("ended_at"), F.current_timestamp()))
+        storage.replace_run(spark, config, abandoned, run_id)
     return n

@@ -108,8 +108,8 @@ def _exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
-def _video_predicate(videos: Iterable[str]) -> str:
-    return "video IN (" + ", ".join(_sql_str(v) for v in sorted(set(videos))) + ")"
+def _video_predicate(videos: Iterable[str], column: str = "video") -> str:
+    return f"{column} IN (" + ", ".join(_sql_str(v) for v in sorted(set(videos))) + ")"
 
 
 def _conform(df: DataFrame, name: str) -> DataFrame:
@@ -137,6 +137,18 @@ def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFram
     else:
         _parquet_replace_partitions(spark, config, name, df, videos)
     _refresh(spark, name)
+
+
+def replace_run(spark: SparkSession, config: Mapping, df: DataFrame, run_id: str) -> None:
+    """Replace every ``runs`` row of one run (one atomic commit with Delta)."""
+    df = _conform(df, "runs")
+    if _fmt(config) == "delta":
+        (df.write.format("delta").mode("overwrite")
+         .option("replaceWhere", _video_predicate([run_id], "run_id"))
+         .save(table_path(config, "runs")))
+        _refresh(spark, "runs")
+    else:
+        upsert(spark, config, "runs", df)
 
 
 def upsert(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
