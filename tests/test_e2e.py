@@ -153,8 +153,9 @@ def test_second_run_duplicates_nothing(spark, run):
     assert counts(spark, run["config"]) == run["counts"]
     # spark-submit merges the Python driver's stderr (the job's log) into its stdout
     log = second.stdout + second.stderr
-    assert "0 new or changed" in log and "0 frames featurized" in log
+    assert "0 new videos" in log and "0 frames featurized" in log
     assert "keeping model" in log and "0 frames scored" in log
+    assert "labels file and frames unchanged" in log
 
 
 def test_vidspark_sql_returns_the_ranking(spark, run):

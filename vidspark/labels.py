@@ -10,6 +10,7 @@ and duplicate keys with conflicting labels. Labels that match no frame are repor
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Mapping
@@ -126,8 +127,13 @@ def resolve(spark: SparkSession, parsed: pd.DataFrame, frames: DataFrame) -> tup
 
 def fingerprint(spark: SparkSession, path: str, frames: DataFrame) -> str:
     """Identifies the labels file's bytes and the frames its names resolve against."""
-    digest = (spark.read.format("binaryFile").load(path)
-              .select(F.sha2("content", 256).alias("h")).first().h)
+    if "://" in path and not path.startswith("file:"):
+        digest = (spark.read.format("binaryFile").load(path)
+                  .select(F.sha2("content", 256).alias("h")).first().h)
+    else:
+        local = path[len("file:"):] if path.startswith("file:") else path
+        with open(local, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
     keys = frames.agg(F.count(F.lit(1)).alias("n"),
                       F.bit_xor(F.xxhash64("video", "second", "frame_name")).alias("x")).first()
     return f"{digest[:16]}:{keys.n}:{keys.x or 0}"
