@@ -54,3 +54,13 @@ def test_committed_spark_defaults_match_the_code():
     root = os.path.dirname(TEST_CONF)
     with open(os.path.join(root, "spark-defaults.conf"), encoding="utf-8") as fh:
         assert fh.read() == render_spark_defaults()
+
+
+def test_local_path():
+    from vidspark.config import local_path
+
+    assert local_path("/data/x") == "/data/x"
+    assert local_path("file:/data/x") == "/data/x"
+    assert local_path("file:///data/x") == "/data/x"
+    assert local_path("hdfs://nn:8020/data/x") is None
+    assert local_path("s3a://bucket/x") is None

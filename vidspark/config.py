@@ -105,6 +105,16 @@ def _is_uri(path: str) -> bool:
     return "://" in path or path.startswith("file:")
 
 
+def local_path(path: str) -> "str | None":
+    """The local file-system path of ``path`` (a plain path or a ``file:`` URI), or None when it
+    is a remote URI (``hdfs://``, ``s3a://`` ...)."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    if path.startswith("file:"):
+        return path[len("file:"):]
+    return None if "://" in path else path
+
+
 def _resolve_paths(config: dict) -> None:
     for key in _PATH_KEYS:
         value = get(config, key)

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage, video as V
+from vidspark.config import ConfigError, local_path
 from vidspark.schemas import TABLES
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,6 @@ def video_name(path: str, folder: str) -> str:
     """The ``video`` key: the path relative to its input folder, without extension."""
     rel = os.path.relpath(path, folder)
     return os.path.splitext(rel)[0].replace(os.sep, "/")
-
-
-def _local(path: str) -> str:
-    return path[len("file:"):] if path.startswith("file:") else path
 
 
 _LISTED = T.StructType([
@@ -154,7 +151,11 @@ def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str
         if not folder:
             continue
         listed.append(role)
-        base = _local(folder).rstrip("/")
+        base = local_path(folder)
+        if base is None:
+            raise ConfigError(f"input.{role}_videos must be a local or mounted folder (OpenCV "
+                              f"reads files): {folder}")
+        base = base.rstrip("/")
         for f in sorted(list_files(spark, base, config["input"]["extensions"]),
                         key=lambda f: f["path"]):
             name = video_name(f["path"], base)

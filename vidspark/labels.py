@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
+from vidspark.config import local_path
 from vidspark.schemas import LABELS
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,11 @@ def resolve(spark: SparkSession, parsed: pd.DataFrame, frames: DataFrame) -> tup
 
 def fingerprint(spark: SparkSession, path: str, frames: DataFrame) -> str:
     """Identifies the labels file's bytes and the frames its names resolve against."""
-    if "://" in path and not path.startswith("file:"):
+    local = local_path(path)
+    if local is None:
         digest = (spark.read.format("binaryFile").load(path)
                   .select(F.sha2("content", 256).alias("h")).first().h)
     else:
-        local = path[len("file:"):] if path.startswith("file:") else path
         with open(local, "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
     keys = frames.agg(F.count(F.lit(1)).alias("n"),

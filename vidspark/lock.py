@@ -13,6 +13,8 @@ import os
 import socket
 from typing import Mapping, Optional
 
+from vidspark.config import local_path
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_vidspark.lock"
@@ -42,11 +44,11 @@ class StorageLock:
         self.abandoned: Optional[dict] = None   # the dead run whose lock was taken over
 
     def acquire(self) -> "StorageLock":
-        if "://" in self.root and not self.root.startswith("file:"):
+        root = local_path(self.root)
+        if root is None:
             log.warning("storage.root %s is not a local path: no run lock is taken; do not run "
                         "two jobs on it at once", self.root)
             return self
-        root = self.root[len("file:"):] if self.root.startswith("file:") else self.root
         os.makedirs(root, exist_ok=True)
         self.path = os.path.join(root, LOCK_NAME)
         me = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(),

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Callable, Mapping
 
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import extract, featurize, labels, score, storage, train
+from vidspark.config import ConfigError, local_path
 
 log = logging.getLogger(__name__)
 
@@ -22,35 +25,33 @@ STAGES: dict[str, Callable] = {
 
 
 def preflight(config: Mapping, names) -> None:
-    """Fail before any work when an input the stages need is missing (local paths only: a
-    Hadoop URI is checked when it is read)."""
-    import os
-
-    from vidspark.config import ConfigError
-
+    """Fail before any work, with one line naming the key, when an input the stages need is
+    missing or malformed or ``storage.root`` is not writable (a remote labels file or storage
+    root is checked when it is used)."""
     if "extract" in names:
         folders = [(k, config["input"][k]) for k in ("train_videos", "score_videos")]
         if not any(path for _, path in folders):
             raise ConfigError("input.train_videos and input.score_videos are both unset")
         for key, path in folders:
-            if path and "://" not in path and not os.path.isdir(path):
+            if not path:
+                continue
+            if local_path(path) is None:
+                raise ConfigError(f"input.{key} must be a local or mounted folder (OpenCV reads "
+                                  f"files): {path}")
+            if not os.path.isdir(local_path(path)):
                 raise ConfigError(f"input.{key}: folder not found: {path}")
-    labels = config["input"]["labels"]
-    if "labels" in names and labels and "://" not in labels:
-        if not os.path.isfile(labels):
-            raise ConfigError(f"input.labels: file not found: {labels}")
-        import pandas as pd
-
-        from vidspark.labels import LabelsError, parse
-
+    labels_path = local_path(config["input"]["labels"] or "")
+    if "labels" in names and labels_path:
+        if not os.path.isfile(labels_path):
+            raise ConfigError(f"input.labels: file not found: {labels_path}")
         try:
-            raw = pd.read_csv(labels, dtype=str, keep_default_na=False).replace("", None)
+            raw = pd.read_csv(labels_path, dtype=str, keep_default_na=False).replace("", None)
             raw.columns = [str(c).strip() for c in raw.columns]
-            parse(raw, source=labels)
-        except (LabelsError, ValueError, pd.errors.ParserError) as exc:
+            labels.parse(raw, source=labels_path)
+        except (labels.LabelsError, ValueError, pd.errors.ParserError) as exc:
             raise ConfigError(f"input.labels: {exc}") from None
-    root = config["storage"]["root"]
-    if "://" not in root:
+    root = local_path(config["storage"]["root"])
+    if root is not None:
         probe = os.path.join(root, ".vidspark-write-test")
         try:
             os.makedirs(root, exist_ok=True)
