@@ -1,7 +1,6 @@
 """The per-second sampling rule on real MPEG-1 files whose frames carry their own index."""
 import math
 import re
-import os
 
 import cv2
 import numpy as np
