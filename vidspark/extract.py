@@ -248,8 +248,9 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: in
 # ---------------------------------------------------------------- the stage
 
 def _quarantine_row(rec: dict, reason: str, now: dt.datetime) -> dict:
-    return {"video": rec["video"], "path": rec["path"], "role": rec["role"], "size": rec.get("size"),
-            "mtime_ns": rec.get("mtime_ns"), "missing_since": None, "content_hash": rec.get("content_hash"), "fps": rec.get("fps"),
+    return {"video": rec["video"], "path": rec["path"], "role": rec["role"],
+            "size": rec.get("size"), "mtime_ns": rec.get("mtime_ns"), "missing_since": None,
+            "content_hash": rec.get("content_hash"), "fps": rec.get("fps"),
             "width": rec.get("width"), "height": rec.get("height"), "duration": None,
             "frame_count": None, "header_frame_count": rec.get("header_frame_count"),
             "seconds": 0, "status": QUARANTINED, "error": reason, "processed_at": now}
