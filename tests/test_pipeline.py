@@ -72,15 +72,15 @@ def test_training_fails_clearly_without_both_classes(spark, tmp_path, small_demo
     config = _small_config(tmp_path, small_demo)
     storage.register_tables(spark, config)
     pipeline.run_stages(spark, config, ["extract", "featurize"])
-    only_zero = tmp_path / "zero.csv"
-    only_zero.write_text("video,second,label\nWalk1,0,0\nWalk1,1,0\n")
-    config["input"]["labels"] = str(only_zero)
-    pipeline.run_stages(spark, config, ["labels"])
+
+    def train_with_labels(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        config["input"]["labels"] = str(path)
+        pipeline.run_stages(spark, config, ["labels"])
+        return train.run(spark, config)
+
     with pytest.raises(train.TrainingError, match="all 2 labelled frames have label 0"):
-        train.run(spark, config)
-    unmatched = tmp_path / "none.csv"
-    unmatched.write_text("video,second,label\nNoSuchVideo,0,1\n")
-    config["input"]["labels"] = str(unmatched)
-    pipeline.run_stages(spark, config, ["labels"])
+        train_with_labels("zero.csv", "video,second,label\nWalk1,0,0\nWalk1,1,0\n")
     with pytest.raises(train.TrainingError, match="no labelled frames"):
-        train.run(spark, config)
+        train_with_labels("none.csv", "video,second,label\nNoSuchVideo,0,1\n")

@@ -297,10 +297,11 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     stale = [v["video"] for v in video_rows if v["video"] in known]
     bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
     for table, videos in (("frames", bad), ("features", stale), ("predictions", stale)):
-        storage.replace_videos(spark, config, table, spark.createDataFrame([], TABLES[table]), videos)
+        storage.delete_videos(spark, config, table, videos)
     updates = video_rows + touched + gone
     if updates:
-        rows = [{k: _none_if_nan(row.get(k)) for k in TABLES["videos"].fieldNames()} for row in updates]
+        columns = TABLES["videos"].fieldNames()
+        rows = [{k: _none_if_nan(row.get(k)) for k in columns} for row in updates]
         storage.upsert(spark, config, "videos", spark.createDataFrame(rows, TABLES["videos"]))
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)

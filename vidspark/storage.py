@@ -4,7 +4,8 @@ Tables live under ``<storage.root>/tables/<name>`` in ``storage.format`` (Delta 
 registered by name in the session catalog, so ``spark.sql("SELECT ... FROM predictions")`` works
 in any session built from the same config. Writes are idempotent:
 
-* ``replace_videos`` swaps all rows of some videos at once (Delta ``replaceWhere``),
+* ``replace_where``/``replace_videos`` swap all rows of some videos (or of one run) at once
+  (Delta ``replaceWhere``),
 * ``upsert`` merges rows on their key (Delta ``MERGE``),
 * ``overwrite`` replaces a whole table.
 
@@ -108,8 +109,8 @@ def _exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
-def _video_predicate(videos: Iterable[str], column: str = "video") -> str:
-    return f"{column} IN (" + ", ".join(_sql_str(v) for v in sorted(set(videos))) + ")"
+def _in_predicate(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN (" + ", ".join(_sql_str(v) for v in sorted(set(values))) + ")"
 
 
 def _conform(df: DataFrame, name: str) -> DataFrame:
@@ -123,32 +124,40 @@ def _refresh(spark: SparkSession, name: str) -> None:
         pass
 
 
-def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
-                   videos: Sequence[str]) -> None:
-    """Replace every row of ``videos`` in table ``name`` by the rows of ``df`` (which must only
-    hold rows of those videos). An empty ``df`` deletes the videos' rows."""
-    if not videos:
+def replace_where(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+                  column: str, values: Sequence[str]) -> None:
+    """Replace every row of table ``name`` whose ``column`` is one of ``values`` by the rows of
+    ``df`` (which must only hold such rows), in one atomic commit with Delta (``replaceWhere``).
+    An empty ``df`` deletes those rows."""
+    if not values:
         return
     df = _conform(df, name)
     path = table_path(config, name)
     if _fmt(config) == "delta":
         (df.write.format("delta").mode("overwrite")
-         .option("replaceWhere", _video_predicate(videos)).save(path))
+         .option("replaceWhere", _in_predicate(column, values)).save(path))
+    elif _partitioned(config, name) and column == "video":
+        _parquet_replace_partitions(spark, config, name, df, values)
     else:
-        _parquet_replace_partitions(spark, config, name, df, videos)
+        kept = read(spark, config, name).where(~F.col(column).isin(list(values)))
+        overwrite(spark, config, name, kept.unionByName(df))
     _refresh(spark, name)
 
 
+def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+                   videos: Sequence[str]) -> None:
+    """Replace every row of ``videos`` in table ``name`` by the rows of ``df``."""
+    replace_where(spark, config, name, df, "video", videos)
+
+
+def delete_videos(spark: SparkSession, config: Mapping, name: str, videos: Sequence[str]) -> None:
+    """Delete every row of ``videos`` from table ``name``."""
+    replace_where(spark, config, name, spark.createDataFrame([], TABLES[name]), "video", videos)
+
+
 def replace_run(spark: SparkSession, config: Mapping, df: DataFrame, run_id: str) -> None:
-    """Replace every ``runs`` row of one run (one atomic commit with Delta)."""
-    df = _conform(df, "runs")
-    if _fmt(config) == "delta":
-        (df.write.format("delta").mode("overwrite")
-         .option("replaceWhere", _video_predicate([run_id], "run_id"))
-         .save(table_path(config, "runs")))
-        _refresh(spark, "runs")
-    else:
-        upsert(spark, config, "runs", df)
+    """Replace every ``runs`` row of one run."""
+    replace_where(spark, config, "runs", df, "run_id", [run_id])
 
 
 def upsert(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
