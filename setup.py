@@ -14,6 +14,10 @@ INSTALL_REQUIRES = [
     "pandas>=2.2,<3",
     "pyarrow>=15,<23",  # the newest line released before pyspark 4.1.1; tested
     "pyyaml>=6",
+    # tracking and registry with the embedded SQLite store (the full package: mlflow-skinny has
+    # no SQL store and no `mlflow ui`); 3.18.0's mlflow-skinny is not on PyPI's mirror here
+    "mlflow>=3.17,<3.18",
+    "matplotlib>=3.8,<4",  # validation plots (PR, ROC, score histograms)
 ]
 
 setup(

@@ -9,16 +9,19 @@ from tests.conftest import TEST_CONF
 def test_defaults_and_environment_file():
     cfg = load_config(TEST_CONF)
     assert cfg["storage"]["format"] == "delta"
-    assert cfg["train"] == {"max_iter": 20, "reg_param": 0.05, "elastic_net_param": 0.3}
+    assert cfg["train"]["reg_param"] == [0.05]                # from conf/test.yaml
+    assert cfg["train"]["class_weighting"] == [False, True]
+    assert cfg["tracking"] == {"uri": None, "experiment": "vidspark",
+                               "model_name": "vidspark-suspicious"}
     assert cfg["featurizer"]["batch_size"] == 16          # from conf/test.yaml
     assert os.path.isabs(cfg["storage"]["root"])           # paths resolved against the cwd
 
 
 def test_overrides_are_typed():
-    cfg = load_config(TEST_CONF, ["train.max_iter=50", "train.reg_param=0.1",
+    cfg = load_config(TEST_CONF, ["train.max_iter=50", "train.reg_param=[0.1, 1]",
                                   "storage.format=parquet", "spark.sql.shuffle.partitions=3"])
-    assert cfg["train"]["max_iter"] == 50
-    assert cfg["train"]["reg_param"] == 0.1
+    assert cfg["train"]["max_iter"] == [50]                  # a single value is a one-value grid
+    assert cfg["train"]["reg_param"] == [0.1, 1]
     assert cfg["storage"]["format"] == "parquet"
     assert cfg["spark"]["spark.sql.shuffle.partitions"] == 3
 
@@ -35,6 +38,13 @@ def test_parse_override_keeps_spark_keys_whole():
     (["storage.format=orc"], "storage.format must be one of delta, parquet"),
     (["featurizer.batch_size=0"], "featurizer.batch_size must be a positive integer"),
     (["train.elastic_net_param=2"], "train.elastic_net_param must be between 0 and 1"),
+    (["train.reg_param=[0.1, -1]"], "train.reg_param must be a non-negative number, not -1"),
+    (["train.reg_param=[]"], "train.reg_param must not be an empty list"),
+    (["train.class_weighting=yes please"], "train.class_weighting must be true or false"),
+    (["train.folds=1"], "train.folds must be at least 2"),
+    (["train.metric=accuracy"], "train.metric must be one of areaUnderPR, areaUnderROC"),
+    (["train.threshold=youden"], "train.threshold must be one of max_f1, recall, precision"),
+    (["train.threshold_target=0"], r"train.threshold_target must be in \(0, 1\]"),
     (["train.max_iter"], "is not of the form key=value"),
     (["spark.master=local[1]"], "spark-submit --master chooses it"),
 ])

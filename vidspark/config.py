@@ -133,24 +133,68 @@ def _validate(config: dict) -> None:
         raise ConfigError(f"storage.format must be one of {', '.join(_FORMATS)}, not '{fmt}'")
     if not config["storage"]["root"]:
         raise ConfigError("storage.root must be set")
-    for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.max_iter",
+    for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.folds",
+                "train.parallelism", "train.precision_at_k",
                 "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames", "extract.max_side"):
-        value = get(config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+        _positive_int(key, get(config, key))
     if get(config, "extract.jpeg_quality") > 100:
         raise ConfigError("extract.jpeg_quality must be between 1 and 100")
-    for key in ("train.reg_param", "train.elastic_net_param", "extract.seek_margin_seconds"):
-        value = get(config, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{key} must be a non-negative number, not {value!r}")
-    if get(config, "train.elastic_net_param") > 1:
-        raise ConfigError("train.elastic_net_param must be between 0 and 1")
+    value = get(config, "extract.seek_margin_seconds")
+    if not _number(value) or value < 0:
+        raise ConfigError(f"extract.seek_margin_seconds must be a non-negative number, not {value!r}")
+    _validate_train(config)
     weights = get(config, "featurizer.weights")
     if not isinstance(weights, str) or not weights:
         raise ConfigError("featurizer.weights must be 'imagenet', 'random' or a path to a weights file")
     if "spark.master" in config["spark"]:
         raise ConfigError("spark.master must not be set in a config: spark-submit --master chooses it")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(key: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+
+
+GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")
+METRICS = ("areaUnderPR", "areaUnderROC")
+THRESHOLDS = ("max_f1", "recall", "precision")
+
+
+def _validate_train(config: dict) -> None:
+    train = config["train"]
+    if train["folds"] < 2:
+        raise ConfigError("train.folds must be at least 2")
+    for key in GRID_KEYS:
+        values = train[key] if isinstance(train[key], list) else [train[key]]
+        if not values:
+            raise ConfigError(f"train.{key} must not be an empty list")
+        for value in values:
+            if key == "max_iter":
+                _positive_int("train.max_iter", value)
+            elif key == "class_weighting":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"train.class_weighting must be true or false, not {value!r}")
+            elif not _number(value) or value < 0 or (key == "elastic_net_param" and value > 1):
+                bound = "between 0 and 1" if key == "elastic_net_param" else "a non-negative number"
+                raise ConfigError(f"train.{key} must be {bound}, not {value!r}")
+        train[key] = values
+    if train["metric"] not in METRICS:
+        raise ConfigError(f"train.metric must be one of {', '.join(METRICS)}, not {train['metric']!r}")
+    if train["threshold"] not in THRESHOLDS:
+        raise ConfigError(f"train.threshold must be one of {', '.join(THRESHOLDS)}, "
+                          f"not {train['threshold']!r}")
+    target = train["threshold_target"]
+    if not _number(target) or not 0 < target <= 1:
+        raise ConfigError(f"train.threshold_target must be in (0, 1], not {target!r}")
+    if not isinstance(train["seed"], int) or isinstance(train["seed"], bool):
+        raise ConfigError(f"train.seed must be an integer, not {train['seed']!r}")
+    for key in ("experiment", "model_name"):
+        if not isinstance(config["tracking"][key], str) or not config["tracking"][key].strip():
+            raise ConfigError(f"tracking.{key} must be a non-empty string")
 
 
 def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> dict:

@@ -93,7 +93,11 @@ def one_line(reports: Mapping[str, Mapping]) -> str:
         parts.append(f"{reports['featurize']['featurized']} frames featurized")
     if "train" in reports:
         r = reports["train"]
-        parts.append(f"model {r['model_id']} {'fitted' if r['refit'] else 'kept'}")
+        if r["refit"]:
+            parts.append(f"model {r['model_id']} fitted "
+                         f"({'champion' if r['champion'] else 'candidate, champion unchanged'})")
+        else:
+            parts.append(f"model {r['model_id']} kept")
     if "score" in reports:
         parts.append(f"{reports['score']['scored']} frames scored")
     return ", ".join(parts)

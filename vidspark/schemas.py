@@ -53,20 +53,29 @@ PREDICTIONS = T.StructType([
     T.StructField("frame_name", T.StringType(), False),
     T.StructField("prob_suspicious", T.DoubleType(), False),
     T.StructField("prediction", T.IntegerType(), False),
-    T.StructField("model_id", T.StringType(), False),
+    T.StructField("model_id", T.StringType(), False),         # <registered model name>/<version>
     T.StructField("scored_at", T.TimestampType(), False),
+    T.StructField("model_version", T.LongType(), True),      # registered version that scored it
 ])
 
-MODELS = T.StructType([
-    T.StructField("model_id", T.StringType(), False),
-    T.StructField("path", T.StringType(), False),
+MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the model
+    T.StructField("model_id", T.StringType(), False),         # <registered model name>/<version>
+    T.StructField("path", T.StringType(), False),             # models:/<name>/<version>
     T.StructField("created_at", T.TimestampType(), False),
     T.StructField("weights", T.StringType(), False),
-    T.StructField("params", T.StringType(), False),          # JSON of the LogisticRegression parameters
+    T.StructField("params", T.StringType(), False),           # JSON of the chosen LogisticRegression parameters
     T.StructField("train_rows", T.LongType(), False),
     T.StructField("positives", T.LongType(), False),
     T.StructField("train_videos", T.LongType(), False),
-    T.StructField("data_fingerprint", T.StringType(), False),  # of the labelled training rows
+    T.StructField("data_fingerprint", T.StringType(), False),  # of the labelled rows and train settings
+    T.StructField("model_name", T.StringType(), True),
+    T.StructField("model_version", T.LongType(), True),
+    T.StructField("run_id", T.StringType(), True),             # the MLflow run that trained it
+    T.StructField("threshold", T.DoubleType(), True),          # operating threshold used for `prediction`
+    T.StructField("area_under_pr", T.DoubleType(), True),      # grouped cross-validation mean
+    T.StructField("area_under_roc", T.DoubleType(), True),
+    T.StructField("champion", T.BooleanType(), True),          # holds the champion alias (as of the last run)
+    T.StructField("decision", T.StringType(), True),           # why it did or did not become champion
 ])
 
 RUNS = T.StructType([

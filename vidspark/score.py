@@ -1,52 +1,66 @@
-"""Score stage: apply the latest model to features of the score videos and write ``predictions``."""
+"""Score stage: apply the champion model to features of the score videos and write ``predictions``."""
 from __future__ import annotations
 
 import logging
 from typing import Mapping
 
-from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import storage
-from vidspark.train import latest_model
+from vidspark import storage, tracking
 
 log = logging.getLogger(__name__)
 
 
-def with_predictions(features: DataFrame, model: LogisticRegressionModel, model_id: str) -> DataFrame:
-    """(video, second, features) -> (video, second, prob_suspicious, prediction, model_id, scored_at)."""
+class NoChampionError(RuntimeError):
+    """There is no model to score with."""
+
+
+def with_predictions(features: DataFrame, model, model_id: str, version: int) -> DataFrame:
+    """(video, second, features) -> (video, second, prob_suspicious, prediction, model_id,
+    model_version, scored_at). ``prediction`` uses the threshold stored in the model."""
     return (model.transform(features)
             .select("video", "second",
                     vector_to_array("probability")[1].alias("prob_suspicious"),
                     F.col("prediction").cast("int").alias("prediction"),
                     F.lit(model_id).alias("model_id"),
-                    F.current_timestamp().alias("scored_at")))
+                    F.current_timestamp().alias("scored_at"),
+                    F.lit(version).cast("long").alias("model_version")))
 
 
 def run(spark: SparkSession, config: Mapping) -> dict:
-    """Score features of score videos that have no prediction from the current model."""
-    latest = latest_model(spark, config)
-    if latest is None:
-        raise RuntimeError("score: no trained model under storage.root; run the train stage first")
-    model = LogisticRegressionModel.load(latest.path)
+    """Score features of score videos that have no prediction from the champion version."""
+    name = tracking.model_name(config)
+    champion = tracking.champion(config)
+    if champion is None:
+        raise NoChampionError(f"score: registered model '{name}' has no version with the alias "
+                              f"'{tracking.CHAMPION}' at {tracking.tracking_uri(config)}; run the "
+                              "train stage first (or promote a version by hand)")
+    weights = (champion.tags or {}).get("weights")
+    if not weights:
+        raise NoChampionError(f"score: {name} version {champion.version} has no 'weights' tag, so "
+                              "the features it expects are unknown; tag it or train with vidspark")
+    version = int(champion.version)
+    model_id = f"{name}/{version}"
+    model = tracking.load_spark_model(config, version)
     videos = storage.read(spark, config, "videos").where(
         (F.col("status") == "ok") & F.col("role").contains("score"))
-    done = (storage.read(spark, config, "predictions").where(F.col("model_id") == latest.model_id)
+    done = (storage.read(spark, config, "predictions").where(F.col("model_id") == model_id)
             .select("video", "second"))
     # Only features computed with the weights the model was trained on are comparable.
     todo = (storage.read(spark, config, "features")
-            .where(F.col("weights") == latest.weights)
+            .where(F.col("weights") == weights)
             .join(videos.select("video"), "video", "left_semi")
             .join(done, ["video", "second"], "left_anti"))
-    scored = (with_predictions(todo, model, latest.model_id)
+    scored = (with_predictions(todo, model, model_id, version)
               .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
                     ["video", "second"], "inner")
               .localCheckpoint())
     n = scored.count()
+    skipped = done.count()  # before the write, which adds this night's rows to ``done``
     if n:
         storage.upsert(spark, config, "predictions", scored)
-    log.info("score: %d frames scored with model %s", n, latest.model_id)
-    return {"read": n, "written": n, "skipped": done.count(), "quarantined": 0,
-            "scored": n, "model_id": latest.model_id}
+    log.info("score: %d frames scored with %s version %d (champion)", n, name, version)
+    return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,
+            "scored": n, "model_id": model_id, "model_version": version}

@@ -44,10 +44,6 @@ def table_path(config: Mapping, name: str) -> str:
     return f"{root(config)}/tables/{name}"
 
 
-def model_path(config: Mapping, model_id: str) -> str:
-    return f"{root(config)}/models/{model_id}"
-
-
 def _fmt(config: Mapping) -> str:
     return config["storage"]["format"]
 
@@ -85,6 +81,23 @@ def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None
     if not DeltaTable.isDeltaTable(spark, path):
         (spark.createDataFrame([], TABLES[name]).write.format("delta")
          .mode("ignore").save(path))
+        return
+    # A table written by an older vidspark gets the columns added since (always nullable).
+    have = set(DeltaTable.forPath(spark, path).toDF().columns)
+    missing = [f for f in TABLES[name].fields if f.name not in have]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+        log.info("table %s: added columns %s", name, ", ".join(f.name for f in missing))
+
+
+def table_version(spark: SparkSession, config: Mapping, name: str) -> "int | None":
+    """The Delta version of a table (None for Parquet, which has no versions)."""
+    if _fmt(config) != "delta":
+        return None
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, table_path(config, name)).history(1).first().version
 
 
 def read(spark: SparkSession, config: Mapping, name: str) -> DataFrame:

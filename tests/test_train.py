@@ -1,0 +1,209 @@
+"""Training: grouped folds, the sweep, metrics against Spark's evaluator, thresholds, MLflow
+tracking and the champion alias, with a real MLflow SQLite store in a temporary folder."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.linalg import Vectors
+
+from vidspark import evaluation, pipeline, storage, tracking, train
+from vidspark.config import ConfigError
+from vidspark.demo import generate_demo_dataset
+from tests.conftest import make_config
+
+
+@pytest.fixture(scope="module")
+def featurized(spark, tmp_path_factory):
+    """Small demo clips extracted, labelled and featurized once; tests copy the store."""
+    tmp = tmp_path_factory.mktemp("train")
+    info = generate_demo_dataset(str(tmp), seconds=6)
+    config = make_config(tmp, f"input.labels={info['labels']}")
+    storage.register_tables(spark, config)
+    pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
+    return {"tmp": tmp, "config": config, "labels": info["labels"]}
+
+
+def _fresh(spark, featurized, tmp_path, *overrides):
+    """A copy of the featurized store under ``tmp_path`` (its own MLflow store beside it)."""
+    shutil.copytree(featurized["tmp"] / "store", tmp_path / "store")
+    for part in ("train", "score"):
+        os.symlink(featurized["tmp"] / part, tmp_path / part)
+    config = make_config(tmp_path, f"input.labels={featurized['labels']}", *overrides)
+    storage.register_tables(spark, config)
+    return config
+
+
+def _data(spark, config):
+    return train.training_set(storage.read(spark, config, "features"),
+                              storage.read(spark, config, "labels"),
+                              storage.read(spark, config, "videos"))
+
+
+def test_grouped_folds_never_put_a_video_on_both_sides(spark, featurized):
+    config = featurized["config"]
+    data = _data(spark, config).cache()
+    result = train.cross_validate(spark, data, config)
+    videos = {r.video for r in data.select("video").distinct().collect()}
+    assert set(result.folds) == videos and set(result.folds.values()) == {0, 1, 2}
+    assert len(result.sub_models) == 3 and len(result.sub_models[0]) == len(result.candidates) == 2
+    for fold, models in enumerate(result.sub_models):
+        validation = {v for v, f in result.folds.items() if f == fold}
+        for model in models:
+            # the rows each fitted model actually trained on (Spark's training summary)
+            trained_on = {r.video for r in model.summary.predictions.select("video").distinct().collect()}
+            assert trained_on.isdisjoint(validation)
+            assert trained_on | validation == videos
+    # every out-of-fold prediction comes from the model that did not see its video
+    assert (result.oof.fold == result.oof.video.map(result.folds)).all()
+    assert len(result.oof) == data.count()
+    # class weighting is really a candidate: the weighted model differs
+    weighted = [i for i, c in enumerate(result.candidates) if c["class_weighting"]]
+    assert len(weighted) == 1
+    coef = [m.coefficients.toArray() for m in result.sub_models[0]]
+    assert not np.allclose(coef[0], coef[1])
+    assert result.sub_models[0][weighted[0]].getWeightCol() == "class_weight"
+    data.unpersist()
+
+
+def test_too_few_labelled_videos_for_the_folds_is_a_clear_error(spark, featurized):
+    config = make_config(featurized["tmp"], "train.folds=5")
+    data = _data(spark, config)
+    with pytest.raises(train.TrainingError, match=r"train.folds=5 needs at least 5 labelled train "
+                       r"videos with positive labels .* found 9 labelled videos, 4 with positives"):
+        train.cross_validate(spark, data, config)
+
+
+def test_areas_equal_sparks_evaluator(spark):
+    rng = np.random.default_rng(7)
+    labels = (rng.random(300) < 0.2).astype(float)
+    probs = np.round(np.clip(0.3 * labels + rng.random(300) * 0.7, 0, 1), 2)   # with ties
+    df = spark.createDataFrame([(Vectors.dense([1 - p, p]), float(y)) for p, y in zip(probs, labels)],
+                               ["probability", "label"])
+    for metric, ours in (("areaUnderPR", evaluation.area_under_pr),
+                         ("areaUnderROC", evaluation.area_under_roc)):
+        spark_value = BinaryClassificationEvaluator(rawPredictionCol="probability",
+                                                    metricName=metric).evaluate(df)
+        assert ours(labels, probs) == pytest.approx(spark_value, abs=1e-12)
+
+
+def test_threshold_strategies():
+    labels = np.array([1, 1, 0, 1, 0, 0, 1, 0, 0, 0])
+    probs = np.array([.95, .9, .8, .7, .6, .5, .4, .3, .2, .1])
+    best = evaluation.choose_threshold(labels, probs, "max_f1")
+    # cuts after rank 2 (P 1, R .5, F1 .667) and rank 4 (P .75, R .75, F1 .75) and 7 (4/7, 1)
+    assert best["threshold"] == pytest.approx(0.65) and best["f1"] == pytest.approx(0.75)
+    assert evaluation.confusion(labels, probs, best["threshold"]) == {"tp": 3, "fp": 1, "tn": 5, "fn": 1}
+    recall = evaluation.choose_threshold(labels, probs, "recall", 1.0)
+    assert recall["threshold"] == pytest.approx(0.35) and recall["recall"] == 1.0
+    precision = evaluation.choose_threshold(labels, probs, "precision", 1.0)
+    assert precision["threshold"] == pytest.approx(0.85) and precision["recall"] == 0.5
+    assert not evaluation.choose_threshold(1 - labels[:2], probs[:2], "precision", 0.9)["reached"]
+    assert evaluation.precision_at_k(labels, probs, 4) == 0.75
+    assert evaluation.average_precision(labels, probs) == pytest.approx((1 + 1 + 3 / 4 + 4 / 7) / 4)
+
+
+def test_tracking_uri_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = make_config(tmp_path)
+    assert tracking.tracking_uri(config) == f"sqlite:///{tmp_path}/store/mlflow/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking.tracking_uri(config) == "http://mlflow.example:5000"
+    config = make_config(tmp_path, "tracking.uri=http://other:5000")
+    assert tracking.tracking_uri(config) == "http://other:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(ConfigError, match="tracking.uri must be set"):
+        tracking.tracking_uri(make_config(tmp_path, "storage.root=hdfs://nn:8020/vidspark"))
+
+
+def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark, featurized, tmp_path):
+    from mlflow import MlflowClient
+
+    config = _fresh(spark, featurized, tmp_path)
+    report = train.run(spark, config)
+    assert report["refit"] and report["champion"] and report["model_version"] == 1
+    uri = tracking.tracking_uri(config)
+    assert uri.startswith("sqlite:///") and str(tmp_path) in uri
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("vidspark")
+    assert experiment.artifact_location == f"file://{tmp_path}/store/mlflow/artifacts"
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == report["run_id"]]
+    assert [p.info.run_id for p in parents] == [report["run_id"]]
+    assert len(children) == 2                       # the two candidates of conf/test.yaml
+    for child in children:
+        assert {"maxIter", "regParam", "elasticNetParam", "class_weighting"} <= set(child.data.params)
+        assert {"areaUnderPR", "areaUnderROC"} <= set(child.data.metrics)
+    parent = parents[0].data
+    assert parent.params["folds"] == "3" and parent.params["data.videos"] == "9"
+    assert int(parent.params["data.positives"]) + int(parent.params["data.negatives"]) == report["rows"]
+    assert parent.params["data.weights"].startswith("file:inception_v3_notop_imagenet_partial")
+    assert parent.params["data.features_version"].isdigit()
+    assert parent.params["data.labels_version"].isdigit()
+    for key in ("areaUnderPR", "areaUnderROC", "precision_at_k", "precision", "recall", "f1",
+                "threshold", "confusion_tp", "confusion_fp", "confusion_tn", "confusion_fn",
+                "per_video_ap_mean"):
+        assert key in parent.metrics, key
+    assert 0 < parent.metrics["threshold"] < 1
+    assert sum(parent.metrics[f"confusion_{k}"] for k in ("tp", "fp", "tn", "fn")) == report["rows"]
+    artifacts = {a.path for a in client.list_artifacts(report["run_id"], "plots")}
+    assert artifacts == {"plots/pr_curve.png", "plots/roc_curve.png", "plots/score_histogram.png"}
+    local = client.download_artifacts(report["run_id"], "plots/pr_curve.png", str(tmp_path))
+    with open(local, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    validation = {a.path for a in client.list_artifacts(report["run_id"], "validation")}
+    assert {"validation/predictions.csv", "validation/per_video_ap.json"} <= validation
+    # the model: Spark flavour, registered, champion, threshold stored with it
+    champion = client.get_model_version_by_alias("vidspark-suspicious", "champion")
+    assert int(champion.version) == 1 and champion.run_id == report["run_id"]
+    model = tracking.load_spark_model(config, 1)
+    assert model.stages[0].getThreshold() == pytest.approx(parent.metrics["threshold"])
+    frame, threshold = tracking.validation(config)
+    assert threshold == pytest.approx(parent.metrics["threshold"]) and len(frame) == report["rows"]
+    # scoring uses the champion, records its version and cuts at the stored threshold
+    scored = pipeline.run_stages(spark, config, ["score"])["score"]
+    assert scored["model_version"] == 1 and scored["scored"] == 6 * 6
+    preds = storage.read(spark, config, "predictions").toPandas()
+    assert set(preds.model_version) == {1} and set(preds.model_id) == {"vidspark-suspicious/1"}
+    assert (preds.prediction == (preds.prob_suspicious > threshold).astype(int)).all()
+    models = storage.read(spark, config, "models").toPandas()
+    assert models[["model_version", "champion", "run_id"]].values.tolist() == [[1, True, report["run_id"]]]
+    # nothing changed: no new run, no new version
+    again = train.run(spark, config)
+    assert not again["refit"] and again["model_version"] == 1
+    assert len(client.search_runs([experiment.experiment_id])) == len(runs)
+
+
+def test_shuffled_labels_do_not_take_the_alias(spark, featurized, tmp_path):
+    from mlflow import MlflowClient
+
+    config = _fresh(spark, featurized, tmp_path)
+    first = pipeline.run_stages(spark, config, ["train", "score"])
+    assert first["train"]["champion"]
+    labels = pd.read_csv(featurized["labels"])
+    labels["label"] = labels.label.sample(frac=1.0, random_state=3).to_numpy()
+    shuffled = tmp_path / "shuffled.csv"
+    labels.to_csv(shuffled, index=False)
+    config["input"]["labels"] = str(shuffled)
+    second = pipeline.run_stages(spark, config, ["labels", "train", "score"])
+    assert second["train"]["refit"] and second["train"]["model_version"] == 2
+    assert not second["train"]["champion"]
+    assert "does not beat the champion's" in second["train"]["decision"]
+    client = MlflowClient(tracking.tracking_uri(config))
+    assert int(client.get_model_version_by_alias("vidspark-suspicious", "champion").version) == 1
+    assert client.get_model_version("vidspark-suspicious", "2").aliases == []
+    assert second["score"]["scored"] == 0 and second["score"]["model_version"] == 1
+    preds = storage.read(spark, config, "predictions").toPandas()
+    assert set(preds.model_version) == {1}
+    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
+    assert models.champion.tolist() == [True, False]
+    # promoting by hand moves scoring to the other version
+    tracking.promote(config, 2)
+    third = pipeline.run_stages(spark, config, ["score"])["score"]
+    assert third["model_version"] == 2 and third["scored"] == 6 * 6
+    assert set(storage.read(spark, config, "predictions").toPandas().model_version) == {2}
