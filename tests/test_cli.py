@@ -20,12 +20,16 @@ def job(*args):
     (["--config", "conf/test.yaml"], "input.train_videos and input.score_videos are both unset"),
     (["--config", "conf/test.yaml", "--set", "input.train_videos=.", "--set", "input.labels=/no/labels.csv"],
      "input.labels: file not found: /no/labels.csv"),
-    (["--config", "conf/test.yaml", "--set", "input.train_videos=.", "--set", "input.labels=conf/test.yaml"],
-     "input.labels: " + ROOT + "/conf/test.yaml: a labels file needs the columns"),
+    (["--config", "conf/test.yaml", "--set", "input.train_videos=.", "--set", "input.labels={bad}"],
+     "input.labels: {bad}: a labels file needs the columns"),
     (["--config", "conf/test.yaml", "--set", "input.train_videos=.", "--set", "storage.root=/proc/vidspark"],
      "storage.root: not writable: /proc/vidspark"),
 ])
-def test_bad_configuration_exits_before_any_work(args, message):
+def test_bad_configuration_exits_before_any_work(args, message, tmp_path):
+    bad = tmp_path / "not-labels.csv"
+    bad.write_text("frame;verdict\nWalk1frame0001.jpg;1\n")
+    args = [a.format(bad=bad) for a in args]
+    message = message.format(bad=bad)
     proc = job(*args)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -137,6 +137,27 @@ def test_ranking_of_the_score_folder(spark, run, demo_data):
     assert ap >= 2.5 * rate
 
 
+def test_the_champion_is_tracked_and_scored(spark, run):
+    from mlflow import MlflowClient
+
+    root = run["config"]["storage"]["root"]
+    assert os.path.isfile(os.path.join(root, "mlflow", "mlflow.db"))
+    client = MlflowClient(f"sqlite:///{root}/mlflow/mlflow.db")
+    champion = client.get_model_version_by_alias("vidspark-suspicious", "champion")
+    assert int(champion.version) == 1
+    log = run["stdout"] + run["stderr"]
+    assert "vidspark-suspicious version 1 is the champion: no champion yet" in log
+    assert "model vidspark-suspicious/1 fitted (champion)" in log
+    preds = storage.read(spark, run["config"], "predictions").toPandas()
+    assert set(preds.model_version) == {1}
+    threshold = float(champion.tags["threshold"])
+    assert (preds.prediction == (preds.prob_suspicious > threshold)).all()
+    model = storage.read(spark, run["config"], "models").first()
+    assert (model.model_version, model.champion, model.run_id) == (1, True, champion.run_id)
+    print(f"demo grouped CV: areaUnderPR {model.area_under_pr:.3f}, areaUnderROC "
+          f"{model.area_under_roc:.3f}, threshold {threshold:.3f}, params {model.params}")
+
+
 def test_broken_files_are_quarantined_and_the_job_went_on(spark, run):
     videos = storage.read(spark, run["config"], "videos").toPandas().set_index("video")
     assert videos.loc["broken/empty", "status"] == "quarantined"

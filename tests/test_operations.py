@@ -52,8 +52,8 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 600) -> 
 
 
 # Columns that differ between two correct runs: times, and ids/paths of the run's own model.
-RUN_DEPENDENT = {"processed_at", "scored_at", "created_at", "model_id", "data_fingerprint",
-                 "mtime_ns"}
+RUN_DEPENDENT = {"processed_at", "scored_at", "created_at", "data_fingerprint", "mtime_ns",
+                 "run_id"}
 
 
 def snapshot(spark, config) -> dict:
@@ -61,12 +61,12 @@ def snapshot(spark, config) -> dict:
     out = {}
     for name in TABLES:
         df = storage.read(spark, config, name).toPandas()
-        df = df.drop(columns=[c for c in df.columns if c in RUN_DEPENDENT
-                              or (name == "models" and c == "path")])
+        df = df.drop(columns=[c for c in df.columns if c in RUN_DEPENDENT])
         if "features" in df.columns:
             df["features"] = [tuple(np.round(v.toArray(), 5)) for v in df.features]
-        if "prob_suspicious" in df.columns:
-            df["prob_suspicious"] = df.prob_suspicious.round(6)
+        for column in df.columns:
+            if df[column].dtype.kind == "f":      # probabilities, thresholds, areas
+                df[column] = df[column].round(6)
         keys = [c for c in ("video", "second") if c in df.columns] or list(df.columns)
         out[name] = df.sort_values(keys).reset_index(drop=True)
     return out

@@ -206,4 +206,6 @@ def test_shuffled_labels_do_not_take_the_alias(spark, featurized, tmp_path):
     tracking.promote(config, 2)
     third = pipeline.run_stages(spark, config, ["score"])["score"]
     assert third["model_version"] == 2 and third["scored"] == 6 * 6
+    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
+    assert models.champion.tolist() == [False, True]
     assert set(storage.read(spark, config, "predictions").toPandas().model_version) == {2}

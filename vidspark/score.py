@@ -8,7 +8,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import storage, tracking
+from vidspark import storage, tracking, train
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                               "the features it expects are unknown; tag it or train with vidspark")
     version = int(champion.version)
     model_id = f"{name}/{version}"
+    mirrored = [r.model_id for r in storage.read(spark, config, "models")
+                .where(F.col("champion")).select("model_id").collect()]
+    if mirrored != [model_id]:  # promoted by hand since the last train run
+        train.sync_models_table(spark, config)
     model = tracking.load_spark_model(config, version)
     videos = storage.read(spark, config, "videos").where(
         (F.col("status") == "ok") & F.col("role").contains("score"))
