@@ -42,6 +42,7 @@ def test_parse_override_keeps_spark_keys_whole():
     (["train.reg_param=[]"], "train.reg_param must not be an empty list"),
     (["train.class_weighting=yes please"], "train.class_weighting must be true or false"),
     (["train.folds=1"], "train.folds must be at least 2"),
+    (["train.promote=sometimes"], "train.promote must be one of auto, always, never"),
     (["train.metric=accuracy"], "train.metric must be one of areaUnderPR, areaUnderROC"),
     (["train.threshold=youden"], "train.threshold must be one of max_f1, recall, precision"),
     (["train.threshold_target=0"], r"train.threshold_target must be in \(0, 1\]"),

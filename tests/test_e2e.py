@@ -142,7 +142,8 @@ def test_the_champion_is_tracked_and_scored(spark, run):
 
     root = run["config"]["storage"]["root"]
     assert os.path.isfile(os.path.join(root, "mlflow", "mlflow.db"))
-    client = MlflowClient(f"sqlite:///{root}/mlflow/mlflow.db")
+    uri = f"sqlite:///{root}/mlflow/mlflow.db"
+    client = MlflowClient(uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("vidspark-suspicious", "champion")
     assert int(champion.version) == 1
     log = run["stdout"] + run["stderr"]

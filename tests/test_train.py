@@ -128,7 +128,7 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     assert report["refit"] and report["champion"] and report["model_version"] == 1
     uri = tracking.tracking_uri(config)
     assert uri.startswith("sqlite:///") and str(tmp_path) in uri
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("vidspark")
     assert experiment.artifact_location == f"file://{tmp_path}/store/mlflow/artifacts"
     runs = client.search_runs([experiment.experiment_id])
@@ -179,33 +179,62 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
 
 
-def test_shuffled_labels_do_not_take_the_alias(spark, featurized, tmp_path):
+def _shuffled(featurized, tmp_path, seed: int) -> str:
+    labels = pd.read_csv(featurized["labels"])
+    labels["label"] = labels.label.sample(frac=1.0, random_state=seed).to_numpy()
+    path = tmp_path / f"shuffled-{seed}.csv"
+    labels.to_csv(path, index=False)
+    return str(path)
+
+
+def test_better_data_takes_the_alias_and_shuffled_labels_do_not(spark, featurized, tmp_path):
     from mlflow import MlflowClient
 
     config = _fresh(spark, featurized, tmp_path)
-    first = pipeline.run_stages(spark, config, ["train", "score"])
-    assert first["train"]["champion"]
-    labels = pd.read_csv(featurized["labels"])
-    labels["label"] = labels.label.sample(frac=1.0, random_state=3).to_numpy()
-    shuffled = tmp_path / "shuffled.csv"
-    labels.to_csv(shuffled, index=False)
-    config["input"]["labels"] = str(shuffled)
-    second = pipeline.run_stages(spark, config, ["labels", "train", "score"])
-    assert second["train"]["refit"] and second["train"]["model_version"] == 2
-    assert not second["train"]["champion"]
-    assert "does not beat the champion's" in second["train"]["decision"]
-    client = MlflowClient(tracking.tracking_uri(config))
-    assert int(client.get_model_version_by_alias("vidspark-suspicious", "champion").version) == 1
-    assert client.get_model_version("vidspark-suspicious", "2").aliases == []
-    assert second["score"]["scored"] == 0 and second["score"]["model_version"] == 1
-    preds = storage.read(spark, config, "predictions").toPandas()
-    assert set(preds.model_version) == {1}
-    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
-    assert models.champion.tolist() == [True, False]
-    # promoting by hand moves scoring to the other version
-    tracking.promote(config, 2)
-    third = pipeline.run_stages(spark, config, ["score"])["score"]
-    assert third["model_version"] == 2 and third["scored"] == 6 * 6
-    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
-    assert models.champion.tolist() == [False, True]
+    client = MlflowClient(tracking.tracking_uri(config), registry_uri=tracking.tracking_uri(config))
+
+    def night(labels_file, **train_settings):
+        config["input"]["labels"] = labels_file
+        config["train"].update(train_settings)
+        return pipeline.run_stages(spark, config, ["labels", "train", "score"])
+
+    def champion():
+        return int(client.get_model_version_by_alias("vidspark-suspicious", "champion").version)
+
+    # 1. a deliberately useless model (L1 so strong that every coefficient is 0) and no champion:
+    #    version 1 takes the alias anyway
+    grid = {k: config["train"][k] for k in ("reg_param", "elastic_net_param")}
+    first = night(featurized["labels"], reg_param=[100.0], elastic_net_param=[1.0])
+    assert first["train"]["champion"] and first["train"]["decision"] == "no champion yet"
+    # 2. the usual grid beats it on its own validation data, takes the alias, re-scores everything
+    second = night(featurized["labels"], **grid)
+    print(second["train"]["decision"])
+    assert second["train"]["model_version"] == 2 and second["train"]["champion"]
+    assert "beats the champion's" in second["train"]["decision"]
+    assert champion() == 2
+    assert second["score"]["model_version"] == 2 and second["score"]["scored"] == 6 * 6
+    # 3. shuffled labels: version 3 stays a candidate, scoring stays on version 2
+    third = night(_shuffled(featurized, tmp_path, 3))
+    print(third["train"]["decision"])
+    assert third["train"]["model_version"] == 3 and not third["train"]["champion"]
+    assert "does not beat the champion's" in third["train"]["decision"]
+    assert champion() == 2 and client.get_model_version("vidspark-suspicious", "3").aliases == []
+    assert third["score"]["scored"] == 0 and third["score"]["model_version"] == 2
     assert set(storage.read(spark, config, "predictions").toPandas().model_version) == {2}
+    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
+    assert models.champion.tolist() == [False, True, False]
+    assert models.decision.iloc[2] == third["train"]["decision"]
+    # 4. promoting by hand moves scoring to that version
+    tracking.promote(config, 3)
+    fourth = pipeline.run_stages(spark, config, ["score"])["score"]
+    assert fourth["model_version"] == 3 and fourth["scored"] == 6 * 6
+    assert set(storage.read(spark, config, "predictions").toPandas().model_version) == {3}
+    models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
+    assert models.champion.tolist() == [False, False, True]
+
+
+def test_promote_setting_overrides_the_comparison(tmp_path):
+    assert train.decide(None, None, {}, "w", make_config(tmp_path, "train.promote=never")) == (
+        False, "train.promote=never")
+    assert train.decide(None, None, {}, "w", make_config(tmp_path, "train.promote=always")) == (
+        True, "train.promote=always")

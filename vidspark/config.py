@@ -162,6 +162,7 @@ def _positive_int(key: str, value) -> None:
 GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")
 METRICS = ("areaUnderPR", "areaUnderROC")
 THRESHOLDS = ("max_f1", "recall", "precision")
+PROMOTE = ("auto", "always", "never")
 
 
 def _validate_train(config: dict) -> None:
@@ -187,6 +188,8 @@ def _validate_train(config: dict) -> None:
     if train["threshold"] not in THRESHOLDS:
         raise ConfigError(f"train.threshold must be one of {', '.join(THRESHOLDS)}, "
                           f"not {train['threshold']!r}")
+    if train["promote"] not in PROMOTE:
+        raise ConfigError(f"train.promote must be one of {', '.join(PROMOTE)}, not {train['promote']!r}")
     target = train["threshold_target"]
     if not _number(target) or not 0 < target <= 1:
         raise ConfigError(f"train.threshold_target must be in (0, 1], not {target!r}")

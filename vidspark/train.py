@@ -271,6 +271,9 @@ def _reference(config: Mapping, version) -> pd.DataFrame | None:
 def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: str,
            config: Mapping) -> tuple[bool, str]:
     """Should the new model take the champion alias? (yes/no, the reason in words)."""
+    mode = config["train"]["promote"]
+    if mode != "auto":
+        return mode == "always", f"train.promote={mode}"
     current = tracking.champion(config)
     if current is None:
         return True, "no champion yet"
