@@ -61,6 +61,11 @@ def area_under_roc(labels, probs) -> float:
     return _trapezoid(fpr, tpr)
 
 
+def area(metric: str, labels, probs) -> float:
+    """``areaUnderPR`` or ``areaUnderROC`` (Spark's evaluator names)."""
+    return {"areaUnderPR": area_under_pr, "areaUnderROC": area_under_roc}[metric](labels, probs)
+
+
 def average_precision(labels, probs) -> float:
     """Mean of the precision at the rank of each positive (ties broken by order); NaN without
     positives."""

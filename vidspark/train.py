@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import itertools
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -31,7 +28,6 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from vidspark import evaluation, storage, tracking
 from vidspark.config import GRID_KEYS
@@ -229,14 +225,16 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping) -> Val
 # --- the champion -------------------------------------------------------------------------
 
 def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFrame,
-                     candidate: Mapping, config: Mapping) -> tuple[float | None, int]:
+                     candidate: Mapping, weights: str, config: Mapping) -> tuple[float | None, int]:
     """Metric of ``candidate`` trained on ``data`` and validated on the reference seconds (video,
-    second, label, fold), fold by fold: each fold's model is fit without that fold's videos.
-    Returns (mean metric over usable folds or None, number of reference seconds used)."""
+    second, label, fold; features of ``weights``), fold by fold: each fold's model is fit without
+    that fold's videos. Returns (mean metric over usable folds or None, seconds used)."""
     metric = config["train"]["metric"]
+    features = (storage.read(spark, config, "features").where(F.col("weights") == weights)
+                .select("video", "second", "features"))
     ref = spark.createDataFrame(reference[["video", "second", "label", "fold"]].astype(
         {"second": int, "label": float, "fold": int}))
-    ref = ref.join(data.select("video", "second", "features"), ["video", "second"], "inner").cache()
+    ref = ref.join(features, ["video", "second"], "inner").cache()
     values, used = [], 0
     try:
         lr = estimator()
@@ -249,8 +247,7 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             if got.label.nunique() < 2:
                 continue
             used += len(got)
-            values.append(evaluation.area_under_pr(got.label, got.prob) if metric == "areaUnderPR"
-                          else evaluation.area_under_roc(got.label, got.prob))
+            values.append(evaluation.area(metric, got.label, got.prob))
     finally:
         ref.unpersist()
     return (float(np.mean(values)) if values else None), used
@@ -285,10 +282,9 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: st
         return True, f"champion version {current.version} has no validation data to compare on"
     metric = config["train"]["metric"]
     folds = [g for _, g in reference.groupby("fold") if g.label.nunique() == 2]
-    champion_value = float(np.mean([
-        evaluation.area_under_pr(g.label, g.prob) if metric == "areaUnderPR"
-        else evaluation.area_under_roc(g.label, g.prob) for g in folds])) if folds else None
-    value, used = _cross_fit_score(spark, data, reference, candidate, config)
+    champion_value = (float(np.mean([evaluation.area(metric, g.label, g.prob) for g in folds]))
+                      if folds else None)
+    value, used = _cross_fit_score(spark, data, reference, candidate, weights, config)
     if value is None or champion_value is None:
         return True, (f"champion version {current.version}'s validation seconds are no longer "
                       "featurized with both classes; nothing to compare on")
@@ -300,18 +296,6 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: st
 
 
 # --- logging to MLflow ------------------------------------------------------------------------
-
-def _log_figure(fig, name: str) -> None:
-    import mlflow
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, name)
-        with open(path, "wb") as fh:
-            fh.write(buf.getvalue())
-        mlflow.log_artifact(path, "plots")
-
 
 def _spark_params(candidate: Mapping) -> dict:
     return {_SPARK_PARAM.get(k, k): v for k, v in candidate.items()}
@@ -342,7 +326,7 @@ def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> 
     mlflow.log_text(result.table.to_csv(index=False), "validation/candidates.csv")
     mlflow.log_text(result.oof.to_csv(index=False), VALIDATION_FILE)
     for name, fig in evaluation.figures(result.oof, result.threshold["threshold"]).items():
-        _log_figure(fig, name)
+        mlflow.log_figure(fig, f"plots/{name}")
 
 
 def _version_tags(version) -> dict:
@@ -436,18 +420,18 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             model = lr.copy(param_map(lr, best)).fit(with_class_weights(data))
             model.setThreshold(result.threshold["threshold"])
             promote, reason = decide(spark, data, best, weights, config)
-            info = mlflow.spark.log_model(model, "model", registered_model_name=name,
+            info = mlflow.spark.log_model(model, "model",
                                           pip_requirements=[f"pyspark=={pyspark.__version__}"])
-            version = int(info.registered_model_version)
-            client = tracking.client(config)
+            # Registered with its tags in one call: a version never exists without them.
             tags = {"weights": weights, "threshold": result.threshold["threshold"],
                     "data_fingerprint": data_fp, "train_rows": total,
                     "positives": counts.get(1, 0), "train_videos": n_videos,
                     "params": json.dumps(_spark_params(best), sort_keys=True),
                     "areaUnderPR": result.metrics["areaUnderPR"],
                     "areaUnderROC": result.metrics["areaUnderROC"], "decision": reason}
-            for key, value in tags.items():
-                client.set_model_version_tag(name, str(version), key, str(value))
+            registered = mlflow.register_model(info.model_uri, name,
+                                               tags={k: str(v) for k, v in tags.items()})
+            version = int(registered.version)
             mlflow.set_tags({"vidspark.model_version": version, "vidspark.champion": promote,
                              "vidspark.decision": reason})
             if promote:
