@@ -1,4 +1,4 @@
-"""Score the score videos' features with the latest model and write the predictions table.
+"""Score the score videos' features with the registered `champion` model and write the predictions table.
 
 Run with spark-submit (the master comes from spark-submit, never from here):
 

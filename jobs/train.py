@@ -1,4 +1,5 @@
-"""Import hand labels and fit the logistic regression on labelled frames of the train videos.
+"""Import hand labels, cross-validate the parameter grid by video, log to MLflow, register the best
+model and give it the `champion` alias when it beats the current one.
 
 Run with spark-submit (the master comes from spark-submit, never from here):
 
