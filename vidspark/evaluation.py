@@ -151,7 +151,7 @@ def pr_figure(labels, probs, threshold: float | None = None, title: str = "Preci
     fig, ax = _axes(title)
     _, recall, precision = pr_curve(labels, probs)
     ax.step(np.r_[0.0, recall], np.r_[precision[0] if len(precision) else 1.0, precision], where="post",
-            label=f"areaUnderPR {area_under_pr(labels, probs):.3f}")
+            label=f"pooled folds: areaUnderPR {area_under_pr(labels, probs):.3f}")
     ax.axhline(float(np.mean(labels)), color="grey", ls=":", label="positive rate")
     if threshold is not None:
         c = confusion(labels, probs, threshold)
@@ -166,7 +166,7 @@ def pr_figure(labels, probs, threshold: float | None = None, title: str = "Preci
 def roc_figure(labels, probs, title: str = "ROC"):
     fig, ax = _axes(title)
     fpr, tpr = roc_curve(labels, probs)
-    ax.plot(fpr, tpr, label=f"areaUnderROC {area_under_roc(labels, probs):.3f}")
+    ax.plot(fpr, tpr, label=f"pooled folds: areaUnderROC {area_under_roc(labels, probs):.3f}")
     ax.plot([0, 1], [0, 1], color="grey", ls=":")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower right")
@@ -189,7 +189,10 @@ def histogram_figure(labels, probs, threshold: float | None = None,
 
 
 def figures(frame, threshold: float | None = None) -> Mapping[str, object]:
-    """The three validation figures of ``frame`` (columns label, prob), by artifact file name."""
+    """The three validation figures of ``frame`` (columns label, prob), by artifact file name.
+
+    The curves pool the out-of-fold predictions of all folds; the run's ``areaUnderPR`` and
+    ``areaUnderROC`` metrics are means over folds, so the two figures can differ."""
     return {"pr_curve.png": pr_figure(frame.label, frame.prob, threshold),
             "roc_curve.png": roc_figure(frame.label, frame.prob),
             "score_histogram.png": histogram_figure(frame.label, frame.prob, threshold)}

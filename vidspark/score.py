@@ -18,10 +18,10 @@ class NoChampionError(RuntimeError):
 
 
 def with_predictions(features: DataFrame, model, model_id: str, version: int) -> DataFrame:
-    """(video, second, features) -> (video, second, prob_suspicious, prediction, model_id,
-    model_version, scored_at). ``prediction`` uses the threshold stored in the model."""
+    """(video, second, frame_name, features) -> the ``predictions`` columns. ``prediction`` uses
+    the threshold stored in the model."""
     return (model.transform(features)
-            .select("video", "second",
+            .select("video", "second", "frame_name",
                     vector_to_array("probability")[1].alias("prob_suspicious"),
                     F.col("prediction").cast("int").alias("prediction"),
                     F.lit(model_id).alias("model_id"),
@@ -43,27 +43,26 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                               "the features it expects are unknown; tag it or train with vidspark")
     version = int(champion.version)
     model_id = f"{name}/{version}"
-    mirrored = [r.model_id for r in storage.read(spark, config, "models")
-                .where(F.col("champion")).select("model_id").collect()]
-    if mirrored != [model_id]:  # promoted by hand since the last train run
-        train.sync_models_table(spark, config)
-    model = tracking.load_spark_model(config, version)
+    train.sync_models_table(spark, config)  # the alias may have been moved by hand
     videos = storage.read(spark, config, "videos").where(
         (F.col("status") == "ok") & F.col("role").contains("score"))
     done = (storage.read(spark, config, "predictions").where(F.col("model_id") == model_id)
             .select("video", "second"))
     # Only features computed with the weights the model was trained on are comparable.
-    todo = (storage.read(spark, config, "features")
-            .where(F.col("weights") == weights)
+    features = storage.read(spark, config, "features").where(F.col("weights") == weights)
+    # The keys to score, fixed before the write (which adds this night's rows to ``done``).
+    todo = (features.select("video", "second")
             .join(videos.select("video"), "video", "left_semi")
-            .join(done, ["video", "second"], "left_anti"))
-    scored = (with_predictions(todo, model, model_id, version)
-              .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
-                    ["video", "second"], "inner")
-              .localCheckpoint())
-    n = scored.count()
-    skipped = done.count()  # before the write, which adds this night's rows to ``done``
-    if n:
+            .join(done, ["video", "second"], "left_anti")
+            .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
+                  ["video", "second"], "inner")
+            .localCheckpoint())
+    skipped = done.count()
+    n = todo.count()
+    if n:  # the model is loaded only when there is something to score
+        model = tracking.load_spark_model(config, version)
+        scored = with_predictions(features.join(todo, ["video", "second"], "inner"),
+                                  model, model_id, version)
         storage.upsert(spark, config, "predictions", scored)
     log.info("score: %d frames scored with %s version %d (champion)", n, name, version)
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,

@@ -334,7 +334,8 @@ def _version_tags(version) -> dict:
 
 
 def sync_models_table(spark: SparkSession, config: Mapping) -> None:
-    """Write the registry's versions of the model into the ``models`` table."""
+    """Write the registry's versions of the model into the ``models`` table (when a version is new
+    there or the champion alias moved since the last sync)."""
     champ = tracking.champion(config)
     rows = []
     for v in tracking.versions(config):
@@ -355,7 +356,9 @@ def sync_models_table(spark: SparkSession, config: Mapping) -> None:
             "area_under_roc": float(tags.get("areaUnderROC", "nan")),
             "champion": champ is not None and champ.version == v.version,
             "decision": tags.get("decision")})
-    if rows:
+    have = {(r.model_id, r.champion) for r in
+            storage.read(spark, config, "models").select("model_id", "champion").collect()}
+    if {(r["model_id"], r["champion"]) for r in rows} - have:   # new versions, or the alias moved
         storage.upsert(spark, config, "models", spark.createDataFrame(rows, MODELS))
 
 
