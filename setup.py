@@ -15,7 +15,8 @@ INSTALL_REQUIRES = [
     "pyarrow>=15,<23",  # the newest line released before pyspark 4.1.1; tested
     "pyyaml>=6",
     # tracking and registry with the embedded SQLite store (the full package: mlflow-skinny has
-    # no SQL store and no `mlflow ui`); 3.18.0's mlflow-skinny is not on PyPI's mirror here
+    # no SQL store and no `mlflow ui`). Held below 3.18: mlflow 3.18.0 requires
+    # mlflow-skinny==3.18.0, which the package index did not serve when this was pinned.
     "mlflow>=3.17,<3.18",
     "matplotlib>=3.8,<4",  # validation plots (PR, ROC, score histograms)
 ]
