@@ -53,7 +53,7 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 600) -> 
 
 # Columns that differ between two correct runs: times, and ids/paths of the run's own model.
 RUN_DEPENDENT = {"processed_at", "scored_at", "created_at", "data_fingerprint", "mtime_ns",
-                 "run_id"}
+                 "run_id", "computed_at"}
 
 
 def snapshot(spark, config) -> dict:

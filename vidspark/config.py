@@ -134,7 +134,7 @@ def _validate(config: dict) -> None:
     if not config["storage"]["root"]:
         raise ConfigError("storage.root must be set")
     for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.folds",
-                "train.parallelism", "train.precision_at_k",
+                "train.parallelism", "train.precision_at_k", "segments.min_seconds",
                 "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames", "extract.max_side"):
         _positive_int(key, get(config, key))
     if get(config, "extract.jpeg_quality") > 100:
@@ -142,6 +142,9 @@ def _validate(config: dict) -> None:
     value = get(config, "extract.seek_margin_seconds")
     if not _number(value) or value < 0:
         raise ConfigError(f"extract.seek_margin_seconds must be a non-negative number, not {value!r}")
+    gap = get(config, "segments.max_gap_seconds")
+    if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
+        raise ConfigError(f"segments.max_gap_seconds must be a non-negative integer, not {gap!r}")
     _validate_train(config)
     weights = get(config, "featurizer.weights")
     if not isinstance(weights, str) or not weights:

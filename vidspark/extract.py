@@ -296,7 +296,8 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     # Frames, features and predictions of videos that changed or turned bad go.
     stale = [v["video"] for v in video_rows if v["video"] in known]
     bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
-    for table, videos in (("frames", bad), ("features", stale), ("predictions", stale)):
+    for table, videos in (("frames", bad), ("features", stale), ("predictions", stale),
+                          ("segments", stale)):
         storage.delete_videos(spark, config, table, videos)
     updates = video_rows + touched + gone
     if updates:

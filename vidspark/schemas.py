@@ -78,6 +78,22 @@ MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the mo
     T.StructField("decision", T.StringType(), True),           # why it did or did not become champion
 ])
 
+SEGMENTS = T.StructType([  # consecutive flagged seconds of one video (see vidspark.segments)
+    T.StructField("segment_id", T.StringType(), False),      # stable: video, start and model
+    T.StructField("video", T.StringType(), False),
+    T.StructField("start_second", T.IntegerType(), False),
+    T.StructField("end_second", T.IntegerType(), False),
+    T.StructField("seconds", T.IntegerType(), False),         # end - start + 1, gaps included
+    T.StructField("flagged_seconds", T.LongType(), False),
+    T.StructField("peak_prob", T.DoubleType(), False),
+    T.StructField("mean_prob", T.DoubleType(), False),        # over the flagged seconds
+    T.StructField("peak_second", T.IntegerType(), False),
+    T.StructField("peak_frame_name", T.StringType(), False),
+    T.StructField("model_id", T.StringType(), False),
+    T.StructField("model_version", T.LongType(), True),
+    T.StructField("computed_at", T.TimestampType(), False),
+])
+
 RUNS = T.StructType([
     T.StructField("run_id", T.StringType(), False),
     T.StructField("job", T.StringType(), False),
@@ -93,7 +109,8 @@ RUNS = T.StructType([
     T.StructField("error", T.StringType(), True),
 ])
 
-TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "models", "runs")
+TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "segments", "models",
+                "runs")
 
 TABLES = {
     "videos": VIDEOS,
@@ -101,6 +118,7 @@ TABLES = {
     "features": FEATURES,
     "labels": LABELS,
     "predictions": PREDICTIONS,
+    "segments": SEGMENTS,
     "models": MODELS,
     "runs": RUNS,
 }

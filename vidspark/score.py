@@ -8,7 +8,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import storage, tracking, train
+from vidspark import segments, storage, tracking, train
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         scored = with_predictions(features.join(todo, ["video", "second"], "inner"),
                                   model, model_id, version)
         storage.upsert(spark, config, "predictions", scored)
+    rescored = [r.video for r in todo.select("video").distinct().collect()] if n else []
+    found = segments.refresh(spark, config, rescored)
     log.info("score: %d frames scored with %s version %d (champion)", n, name, version)
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,
-            "scored": n, "model_id": model_id, "model_version": version}
+            "scored": n, "model_id": model_id, "model_version": version,
+            "segments": found, "segment_videos": len(rescored)}

@@ -31,6 +31,7 @@ _KEYS = {
     "features": ("video", "second"),
     "labels": ("video", "second"),
     "predictions": ("video", "second"),
+    "segments": ("video", "start_second"),
     "models": ("model_id",),
     "runs": ("run_id", "stage"),
 }
@@ -72,6 +73,10 @@ def register_tables(spark: SparkSession, config: Mapping) -> None:
         else:
             # Partition columns are discovered from the folder layout (video=...).
             spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
+    from vidspark.segments import VIEWS
+
+    for name, query in VIEWS.items():
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
 
 
 def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None:
