@@ -117,12 +117,18 @@ def validation(config: Mapping, version: int | str | None = None):
     """(out-of-fold validation predictions, threshold) of a registered version (the champion by
     default): the data behind the run's PR/ROC/histogram plots, for notebooks. Draw them with
     ``vidspark.evaluation.figures(frame, threshold)``."""
-    import mlflow
-    import pandas as pd
-
     v = champion(config) if version is None else client(config).get_model_version(
         model_name(config), str(version))
     if v is None:
         raise LookupError(f"registered model '{model_name(config)}' has no champion")
-    path = mlflow.artifacts.download_artifacts(run_id=v.run_id, artifact_path=VALIDATION_FILE)
-    return pd.read_csv(path), float((v.tags or {}).get("threshold", "nan"))
+    return validation_frame(v), float((v.tags or {}).get("threshold", "nan"))
+
+
+def validation_frame(version):
+    """The out-of-fold validation predictions logged by the run of a registered ``version``
+    (after ``setup``)."""
+    import mlflow
+    import pandas as pd
+
+    path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=VALIDATION_FILE)
+    return pd.read_csv(path)

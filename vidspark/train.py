@@ -255,14 +255,11 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
 
 def _reference(config: Mapping, version) -> pd.DataFrame | None:
     """The champion's out-of-fold validation predictions (None when its run has none)."""
-    import mlflow
-
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=VALIDATION_FILE)
+        return tracking.validation_frame(version)
     except Exception as exc:  # an artifact store that lost it, or a hand-registered model
         log.warning("train: champion version %s has no %s (%s)", version.version, VALIDATION_FILE, exc)
         return None
-    return pd.read_csv(path)
 
 
 def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: str,
