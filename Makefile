@@ -12,7 +12,7 @@ DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo demo-data test test-fast test-scale package clean
+.PHONY: help install demo demo-data report browser test test-fast test-scale package clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -31,10 +31,24 @@ demo-data: install  ## generate the built-in demo videos and labels under data/d
 demo: demo-data  ## install, generate the demo videos, run the nightly job on them
 	spark-submit jobs/nightly.py --config conf/demo.yaml --set featurizer.weights=$(DEMO_WEIGHTS) $(ARGS)
 
-test: install  ## run the test suite (what CI runs)
+report:  ## write the demo's HTML report (run `make demo` first); ARGS="--out FILE --top N"
+	spark-submit jobs/report.py --config conf/demo.yaml $(ARGS)
+
+# The report test renders the page in headless Chromium: Debian's package when none is found.
+CHROMIUM := $(firstword $(shell command -v $${VIDSPARK_CHROMIUM:-chromium} chromium chromium-browser google-chrome 2>/dev/null))
+browser:  ## install Debian's chromium (needs root and apt) unless a Chromium is already found
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "make browser: no Chromium found; install one (Debian: apt-get install chromium) or set VIDSPARK_CHROMIUM"; fi
+else
+	@echo "Chromium: $(CHROMIUM)"
+endif
+
+test: install browser  ## run the test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install  ## the test suite without the slow tests
+test-fast: install browser  ## the test suite without the slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`

@@ -18,8 +18,13 @@ INSTALL_REQUIRES = [
     # no SQL store and no `mlflow ui`). Held below 3.18: mlflow 3.18.0 requires
     # mlflow-skinny==3.18.0, which the package index did not serve when this was pinned.
     "mlflow>=3.17,<3.18",
-    "matplotlib>=3.8,<4",  # validation plots (PR, ROC, score histograms)
+    "matplotlib>=3.8,<4",  # validation plots (PR, ROC, score histograms), review timelines
+    # clips for reviewers: H.264 MP4 through the static ffmpeg binary this wheel ships
+    "imageio-ffmpeg>=0.5,<0.9",
 ]
+
+# The review notebook (`jupyter nbconvert --execute notebooks/review_flagged_clips.ipynb`).
+NOTEBOOK_REQUIRES = ["nbconvert>=7.16,<8", "nbclient>=0.10,<0.12", "ipykernel>=6.29,<8"]
 
 setup(
     name="vidspark",
@@ -33,12 +38,14 @@ setup(
     package_data={"vidspark": ["conf/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "notebook": NOTEBOOK_REQUIRES,
+        "test": ["pytest>=8", "pytest-timeout>=2.3", *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [
             "vidspark-sql=vidspark.cli:sql_main",
             "vidspark-demo-data=vidspark.demo:main",
+            "vidspark-review=vidspark.cli:review_main",
         ]
     },
 )

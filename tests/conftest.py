@@ -3,6 +3,7 @@ offline InceptionV3 weights file."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -55,3 +56,30 @@ def demo_data(tmp_path_factory) -> dict:
     info = generate_demo_dataset(str(root))
     info["root"] = str(root)
     return info
+
+
+@pytest.fixture(scope="session")
+def featurized(spark, tmp_path_factory, weights_path):
+    """Small demo clips (6 s each) extracted, labelled and featurized once; tests copy the store
+    with ``fresh_store``."""
+    from vidspark import pipeline, storage
+    from vidspark.demo import generate_demo_dataset
+
+    tmp = tmp_path_factory.mktemp("featurized")
+    info = generate_demo_dataset(str(tmp), seconds=6)
+    config = make_config(tmp, f"input.labels={info['labels']}")
+    storage.register_tables(spark, config)
+    pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
+    return {"tmp": tmp, "config": config, "labels": info["labels"]}
+
+
+def fresh_store(spark, featurized, tmp_path, *overrides):
+    """A copy of the ``featurized`` store under ``tmp_path`` (its own MLflow store beside it)."""
+    from vidspark import storage
+
+    shutil.copytree(featurized["tmp"] / "store", tmp_path / "store")
+    for part in ("train", "score"):
+        os.symlink(featurized["tmp"] / part, tmp_path / part)
+    config = make_config(tmp_path, f"input.labels={featurized['labels']}", *overrides)
+    storage.register_tables(spark, config)
+    return config

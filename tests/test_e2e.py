@@ -2,6 +2,7 @@
 local Spark, real Delta tables, the real InceptionV3 graph with the shared weights file."""
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import os
@@ -177,7 +178,7 @@ def test_second_run_duplicates_nothing(spark, run):
     log = second.stdout + second.stderr
     assert "0 new videos" in log and "0 frames featurized" in log
     assert "keeping model" in log and "0 frames scored" in log
-    assert "labels file and frames unchanged" in log
+    assert "labels file, frames and verdicts unchanged" in log
 
 
 def test_vidspark_sql_returns_the_ranking(spark, run):
@@ -191,3 +192,81 @@ def test_vidspark_sql_returns_the_ranking(spark, run):
     assert probs == sorted(probs, reverse=True)
     flagged = storage.read(spark, run["config"], "predictions").where("prediction = 1").count()
     assert len(probs) == flagged > 0
+
+
+def _chromium() -> str:
+    for name in (os.environ.get("VIDSPARK_CHROMIUM"), "chromium", "chromium-browser",
+                 "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("no Chromium for the report test: `make browser` installs Debian's chromium "
+                "(or set VIDSPARK_CHROMIUM)")
+
+
+def test_the_review_notebook_runs_top_to_bottom(spark, run):
+    """The committed notebook, executed by a real kernel against the demo tables."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = os.path.join(ROOT, "notebooks", "review_flagged_clips.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+        "the notebook is committed without outputs"
+    env_before = dict(os.environ)
+    os.environ.update(VIDSPARK_CONFIG=run["conf"], VIDSPARK_TOP_N="4")
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    outputs = {c.metadata["tags"][0]: c.outputs for c in nb.cells if c.cell_type == "code"}
+    assert not [o for outs in outputs.values() for o in outs if o.output_type == "error"]
+
+    def data(tag, mime):
+        return [o["data"][mime] for o in outputs[tag] if mime in o.get("data", {})]
+
+    expected = review_ranking(spark, run["config"], 4)
+    ranking = data("ranking", "text/html")[0]
+    assert all(sid in ranking for sid in expected.segment_id)       # the ranking table
+    for tag in ("peak-frames", "timelines"):                        # the grid and the plot
+        png = base64.b64decode(data(tag, "image/png")[0])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, tag
+    clips = data("clips", "text/html")[0]                           # playable H.264 clips
+    assert clips.count("<video") == min(3, len(expected))
+    assert clips.count('type="video/mp4"') == clips.count("<video")
+    assert "set VERDICT" in data("verdict", "text/html")[0]
+
+
+def review_ranking(spark, config, n):
+    from vidspark import review
+
+    return review.ranking(spark, config, n)
+
+
+def test_the_nightly_report_renders_in_headless_chromium(spark, run, tmp_path):
+    from vidspark import report
+
+    out = tmp_path / "report.html"
+    proc = spark_submit("jobs/report.py", "--config", run["conf"], "--out", str(out), "--top", "4")
+    assert str(out) in proc.stdout
+    page = out.read_text()
+    assert "src=\"http" not in page and "<link" not in page        # self-contained
+    expected = min(4, len(review_ranking(spark, run["config"], None)))
+    assert expected > 0
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([*browser, "--virtual-time-budget=20000", "--dump-dom", out.as_uri()],
+                         capture_output=True, text=True, timeout=300)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = report.render_check(dom.stdout)
+    print(rendered)
+    assert rendered["cards"] == expected
+    assert rendered["images"] == 2 * expected == rendered["images-ok"]   # thumbnail + timeline
+    assert rendered["videos"] == expected == rendered["videos-ok"]       # every clip loads
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,2000",
+                    f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=300)
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (2000, 1280)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1000     # pictures, not a blank page

@@ -2,9 +2,6 @@
 tracking and the champion alias, with a real MLflow SQLite store in a temporary folder."""
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,29 +10,7 @@ from pyspark.ml.linalg import Vectors
 
 from vidspark import evaluation, pipeline, storage, tracking, train
 from vidspark.config import ConfigError
-from vidspark.demo import generate_demo_dataset
-from tests.conftest import make_config
-
-
-@pytest.fixture(scope="module")
-def featurized(spark, tmp_path_factory):
-    """Small demo clips extracted, labelled and featurized once; tests copy the store."""
-    tmp = tmp_path_factory.mktemp("train")
-    info = generate_demo_dataset(str(tmp), seconds=6)
-    config = make_config(tmp, f"input.labels={info['labels']}")
-    storage.register_tables(spark, config)
-    pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
-    return {"tmp": tmp, "config": config, "labels": info["labels"]}
-
-
-def _fresh(spark, featurized, tmp_path, *overrides):
-    """A copy of the featurized store under ``tmp_path`` (its own MLflow store beside it)."""
-    shutil.copytree(featurized["tmp"] / "store", tmp_path / "store")
-    for part in ("train", "score"):
-        os.symlink(featurized["tmp"] / part, tmp_path / part)
-    config = make_config(tmp_path, f"input.labels={featurized['labels']}", *overrides)
-    storage.register_tables(spark, config)
-    return config
+from tests.conftest import fresh_store as _fresh, make_config
 
 
 def _data(spark, config):

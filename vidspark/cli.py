@@ -107,3 +107,87 @@ def sql_main(argv=None) -> None:
         raise
     finally:
         spark.stop()
+
+
+def review_main(argv=None) -> None:
+    """``vidspark-review --config conf/x.yaml --segment ID --verdict rejected``: record a verdict
+    (or ``--list``: print the segments still to review as CSV)."""
+    parser = _parser("Record a reviewer's verdict on a flagged segment or second, or list the "
+                     "segments to review.")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--segment", metavar="ID", help="segment_id (see --list)")
+    target.add_argument("--video", help="video (with --second): a verdict on one second")
+    target.add_argument("--list", action="store_true",
+                        help="print the segments still to review (CSV), best first")
+    parser.add_argument("--second", type=int, help="the second of --video")
+    parser.add_argument("--verdict", choices=("confirmed", "rejected"))
+    parser.add_argument("--reviewer", help="who reviewed (default: $VIDSPARK_REVIEWER or the user)")
+    parser.add_argument("--note", help="free text stored with the verdict")
+    parser.add_argument("--top", type=int, default=20, help="rows printed by --list (default 20)")
+    args = parser.parse_args(argv)
+    if not args.list and args.verdict is None:
+        parser.error("--verdict is required with --segment or --video")
+    if args.video is not None and args.second is None:
+        parser.error("--video needs --second")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    config = _load(args)
+    from vidspark import review
+    from vidspark.session import build_spark
+
+    spark = build_spark(config, app_name="vidspark-review")
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        if args.list:
+            table = review.ranking(spark, config, args.top)
+            columns = ["segment_id", "video", "start_second", "end_second", "peak_prob",
+                       "peak_second", "peak_label", "verdict", "model_id"]
+            writer.writerow(columns)
+            for row in table[columns].itertuples(index=False):
+                writer.writerow([_cell(v) for v in row])
+            return
+        try:
+            row = review.record(spark, config, args.verdict, segment_id=args.segment,
+                                video=args.video, second=args.second, reviewer=args.reviewer,
+                                note=args.note)
+        except review.ReviewError as exc:
+            sys.exit(f"vidspark-review: {exc}")
+        columns = ["review_id", "segment_id", "video", "start_second", "end_second", "verdict",
+                   "reviewer", "reviewed_at"]
+        writer.writerow(columns)
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    finally:
+        spark.stop()
+
+
+def _cell(value):
+    """A CSV cell: empty for None, NaN and pandas' NA."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
+        return ""
+    return value
+
+
+def report_main(argv=None) -> None:
+    """``spark-submit jobs/report.py --config conf/x.yaml [--out FILE] [--top N]``: write the
+    night's self-contained HTML report (read-only: takes no storage lock)."""
+    parser = _parser("Write the self-contained HTML report of the night's suspicious segments.")
+    parser.add_argument("--out", help="HTML file to write (default: <storage.root>/reports/"
+                                      "vidspark-report-<date>.html)")
+    parser.add_argument("--top", type=int, default=10, help="segment cards (default 10)")
+    args = parser.parse_args(argv)
+    _setup_logging()
+    config = _load(args)
+    from vidspark import report
+    from vidspark.session import build_spark
+
+    spark = build_spark(config, app_name="vidspark-report")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        path = report.write(spark, config, args.out, args.top, config_hint=args.config)
+    except ValueError as exc:
+        sys.exit(f"vidspark: {exc}")
+    finally:
+        spark.stop()
+    print(path, flush=True)

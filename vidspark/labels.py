@@ -149,23 +149,47 @@ def _last_fingerprint(spark: SparkSession, config: Mapping):
 
 
 def run(spark: SparkSession, config: Mapping) -> dict:
-    """Replace the ``labels`` table with the validated contents of ``input.labels`` (skipped when
-    neither the file nor the frames changed since the last successful import)."""
+    """Replace the ``labels`` table with the validated contents of ``input.labels`` overlaid with
+    the reviewers' verdicts (``vidspark.review.review_labels``: a verdict overrides the imported
+    label of the same second). Skipped when the file, the frames and the verdicts are unchanged
+    since the last successful import. Without ``input.labels`` the imported labels already in the
+    table are kept and only the verdicts are applied again."""
+    from vidspark import review
+
     path = config["input"]["labels"]
-    if not path:
-        log.info("labels: input.labels not set; keeping the labels table as it is")
+    reviews = storage.read(spark, config, "reviews")
+    reviews_fp = review.fingerprint(reviews)
+    if not path and reviews_fp == "0:0":
+        log.info("labels: input.labels not set and no verdicts; keeping the labels table as it is")
         return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None}
     frames = storage.read(spark, config, "frames")
-    fp = fingerprint(spark, path, frames)
+    fp = (fingerprint(spark, path, frames) if path else "no-file") + f"|reviews:{reviews_fp}"
     if fp == _last_fingerprint(spark, config):
-        log.info("labels: labels file and frames unchanged; keeping the labels table")
+        log.info("labels: labels file, frames and verdicts unchanged; keeping the labels table")
         return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0, "fingerprint": fp}
-    parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
-    labels, report = resolve(spark, parsed, frames)
-    report["fingerprint"] = fp
+    if path:
+        parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
+        imported, report = resolve(spark, parsed, frames)
+    else:
+        imported = (storage.read(spark, config, "labels")
+                    .where(~F.col("source").startswith(review.REVIEW_SOURCE)).localCheckpoint())
+        n = imported.count()
+        report = {"labels": n, "matched": n, "unmatched": 0, "unmatched_examples": []}
+    from_reviews = review.review_labels(reviews).localCheckpoint()
+    keys = ["video", "second"]
+    overridden = (imported.alias("i").join(from_reviews.alias("r"), keys)
+                  .where(F.col("i.label") != F.col("r.label")).count())
+    labels = (imported.join(from_reviews.select(*keys), keys, "left_anti")
+              .unionByName(from_reviews).localCheckpoint())
+    report.update(fingerprint=fp, imported=report["labels"], review_labels=from_reviews.count(),
+                  review_overrides=overridden, labels=labels.count())
     storage.overwrite(spark, config, "labels", labels)
     if report["unmatched"]:
-        log.warning("labels: %d of %d labels match no frame (e.g. %s)", report["unmatched"],
-                    report["labels"], ", ".join(report["unmatched_examples"]))
-    log.info("labels: %d labels, %d match frames", report["labels"], report["matched"])
-    return dict(report, read=report["labels"], written=report["labels"], skipped=0, quarantined=0)
+        log.warning("labels: %d of %d imported labels match no frame (e.g. %s)",
+                    report["unmatched"], report["imported"],
+                    ", ".join(report["unmatched_examples"]))
+    log.info("labels: %d labels (%d imported, %d matching frames; %d from verdicts, %d of them "
+             "overriding a different imported label)", report["labels"], report["imported"],
+             report["matched"], report["review_labels"], overridden)
+    return dict(report, read=report["imported"] + report["review_labels"],
+                written=report["labels"], skipped=0, quarantined=0)

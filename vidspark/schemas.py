@@ -94,6 +94,20 @@ SEGMENTS = T.StructType([  # consecutive flagged seconds of one video (see vidsp
     T.StructField("computed_at", T.TimestampType(), False),
 ])
 
+REVIEWS = T.StructType([   # reviewer verdicts (see vidspark.review); one row per target and reviewer
+    T.StructField("review_id", T.StringType(), False),       # stable: target and reviewer
+    T.StructField("segment_id", T.StringType(), True),       # the reviewed segment (null: one second)
+    T.StructField("video", T.StringType(), False),
+    T.StructField("start_second", T.IntegerType(), False),   # seconds the verdict covers
+    T.StructField("end_second", T.IntegerType(), False),
+    T.StructField("verdict", T.StringType(), False),         # confirmed | rejected
+    T.StructField("reviewer", T.StringType(), False),
+    T.StructField("reviewed_at", T.TimestampType(), False),
+    T.StructField("model_id", T.StringType(), True),          # the model whose output was reviewed
+    T.StructField("model_version", T.LongType(), True),
+    T.StructField("note", T.StringType(), True),
+])
+
 RUNS = T.StructType([
     T.StructField("run_id", T.StringType(), False),
     T.StructField("job", T.StringType(), False),
@@ -109,8 +123,8 @@ RUNS = T.StructType([
     T.StructField("error", T.StringType(), True),
 ])
 
-TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "segments", "models",
-                "runs")
+TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "segments", "reviews",
+                "models", "runs")
 
 TABLES = {
     "videos": VIDEOS,
@@ -119,6 +133,7 @@ TABLES = {
     "labels": LABELS,
     "predictions": PREDICTIONS,
     "segments": SEGMENTS,
+    "reviews": REVIEWS,
     "models": MODELS,
     "runs": RUNS,
 }

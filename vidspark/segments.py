@@ -25,6 +25,19 @@ VIEWS = {
         SELECT * FROM segments
         WHERE computed_at = (SELECT max(computed_at) FROM segments)
         ORDER BY peak_prob DESC, video, start_second""",
+    # segments still to look at: best first, with their latest verdict; a segment whose latest
+    # verdict is `rejected` is hidden (its id names the model version, so a new version's
+    # segments of the same moment are shown again)
+    "segments_to_review": """
+        SELECT s.*, r.verdict, r.reviewer, r.reviewed_at
+        FROM segments s
+        LEFT JOIN (SELECT segment_id, verdict, reviewer, reviewed_at FROM (
+                     SELECT *, row_number() OVER (PARTITION BY segment_id
+                                                  ORDER BY reviewed_at DESC, review_id) AS n
+                     FROM reviews WHERE segment_id IS NOT NULL) WHERE n = 1) r
+          ON s.segment_id = r.segment_id
+        WHERE r.verdict IS NULL OR r.verdict <> 'rejected'
+        ORDER BY s.peak_prob DESC, s.video, s.start_second""",
     # per video: scored and flagged seconds, segments, peak
     "video_suspicious_seconds": """
         SELECT p.video, count(*) AS scored_seconds, sum(p.prediction) AS flagged_seconds,

@@ -32,6 +32,7 @@ _KEYS = {
     "labels": ("video", "second"),
     "predictions": ("video", "second"),
     "segments": ("video", "start_second"),
+    "reviews": ("review_id",),
     "models": ("model_id",),
     "runs": ("run_id", "stage"),
 }

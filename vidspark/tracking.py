@@ -15,7 +15,8 @@ from vidspark.config import ConfigError, local_path
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-# Out-of-fold validation predictions of a training run (video, second, label, fold, prob).
+# Out-of-fold validation predictions of a training run (video, second, label, fold, prob, source:
+# where the label came from).
 VALIDATION_FILE = "validation/predictions.csv"
 
 

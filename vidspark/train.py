@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 
 from vidspark import evaluation, storage, tracking
 from vidspark.config import GRID_KEYS
+from vidspark.review import REVIEW_SOURCE
 from vidspark.schemas import MODELS
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,20 @@ class TrainingError(RuntimeError):
 
 
 def training_set(features: DataFrame, labels: DataFrame, videos: DataFrame) -> DataFrame:
-    """Labelled features of the train videos: (video, second, features, weights, label as double)."""
-    train_videos = videos.where((F.col("status") == "ok") & F.col("role").contains("train"))
+    """Labelled features: (video, second, features, weights, label as double, source).
+
+    Imported labels count for train videos; reviewers' verdicts (labels whose source starts with
+    ``review:``) count for every video, score videos included: a rejected false positive of
+    tonight's ranking is a negative example tomorrow."""
+    ok = videos.where(F.col("status") == "ok").select("video", "role")
+    usable = (labels.join(ok, "video", "inner")
+              .where(F.col("role").contains("train")
+                     | F.col("source").startswith(REVIEW_SOURCE))
+              .select("video", "second", "label", "source"))
     return (features
-            .join(train_videos.select("video"), "video", "left_semi")
-            .join(labels.select("video", "second", "label"), ["video", "second"], "inner")
+            .join(usable, ["video", "second"], "inner")
             .select("video", "second", "features", "weights",
-                    F.col("label").cast("double").alias("label")))
+                    F.col("label").cast("double").alias("label"), "source"))
 
 
 # --- folds, candidates, class weights -----------------------------------------------------------
@@ -135,7 +143,7 @@ class Validation:
     candidates: list                  # candidate dicts, grid order
     table: pd.DataFrame               # one row per candidate: params and metrics
     best: int                         # index of the best candidate
-    oof: pd.DataFrame                 # best candidate: video, second, label, fold, prob
+    oof: pd.DataFrame                 # best candidate: video, second, label, fold, prob, source
     metrics: dict = field(default_factory=dict)
     threshold: dict = field(default_factory=dict)
     per_video_ap: dict = field(default_factory=dict)
@@ -160,7 +168,8 @@ def _out_of_fold(dataset: DataFrame, sub_models, folds: int, n_candidates: int) 
         validation = dataset.where(F.col("fold") == f)
         for c in range(n_candidates):
             parts.append(_prob(sub_models[f][c].transform(validation))
-                         .select(F.lit(c).alias("candidate"), "video", "second", "label", "fold", "prob"))
+                         .select(F.lit(c).alias("candidate"), "video", "second", "label", "fold", "prob",
+                                 "source"))
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
@@ -411,7 +420,9 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         data_info = {"data.videos": n_videos, "data.positives": counts.get(1, 0),
                      "data.negatives": counts.get(0, 0), "data.weights": weights,
                      "data.features_version": storage.table_version(spark, config, "features"),
-                     "data.labels_version": storage.table_version(spark, config, "labels")}
+                     "data.labels_version": storage.table_version(spark, config, "labels"),
+                     "data.review_labels": data.where(
+                         F.col("source").startswith(REVIEW_SOURCE)).count()}
         with mlflow.start_run(run_name="train") as active:
             result = cross_validate(spark, data, config)
             best = result.candidates[result.best]

@@ -228,3 +228,39 @@ def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise VideoError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def clip_frames(path: str, start: float, end: float, *,
+                seek_margin: float = 10.0) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(ts_ms, bgr_frame)`` for every decoded frame whose timestamp (relative to the first
+    decoded frame) lies in [start, end) seconds: the frames of a clip to show a reviewer.
+
+    Like ``sample_seconds``: at most one seek, to ``start - seek_margin``, then sequential decoding
+    by decoded timestamps; a seek that lands after ``start`` restarts from the beginning."""
+    info = probe(path)
+    frame_ms = 1000.0 / info.fps if info.fps > 0 else 40.0
+    for seek in (start - seek_margin > 0, False):
+        cap = _open(path)
+        try:
+            if seek and not cap.set(cv2.CAP_PROP_POS_MSEC,
+                                    info.first_ts_ms + (start - seek_margin) * 1000.0):
+                continue
+            prev: Optional[float] = None
+            check_overshoot = seek
+            while cap.grab():
+                prev = _reconcile(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev, frame_ms)
+                rel = prev - info.first_ts_ms
+                if check_overshoot:
+                    check_overshoot = False
+                    if rel > start * 1000.0 + _EPS_MS:
+                        break                       # seek overshot: decode from the start
+                if rel >= end * 1000.0 - _EPS_MS:
+                    return
+                if rel >= start * 1000.0 - _EPS_MS:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        yield rel, frame
+            else:
+                return                              # end of file
+        finally:
+            cap.release()
