@@ -83,7 +83,9 @@ def sql_main(argv=None) -> None:
     """``vidspark-sql --config conf/x.yaml "SELECT ..."``: run a query, print CSV with a header."""
     parser = _parser("Run SQL against the vidspark tables and print CSV.")
     parser.add_argument("query", help="SQL; tables: videos, frames, features, labels, "
-                                      "predictions, models")
+                                      "predictions, segments, reviews, models, runs; views: "
+                                      "segments_tonight, segments_to_review, "
+                                      "video_suspicious_seconds, camera_daily_counts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = _load(args)
