@@ -76,6 +76,10 @@ def test_a_rejected_false_positive_becomes_a_negative_label_in_the_next_training
     # not shown again for this model version (still in the segments table)
     assert seg.segment_id not in set(review.ranking(spark, config, None).segment_id)
     assert spark.table("segments").where(f"segment_id = '{seg.segment_id}'").count() == 1
+    # the SQL view shows the same as the function the notebook and the report use
+    view = {r.segment_id for r in spark.sql("SELECT segment_id FROM segments_to_review").collect()}
+    assert view == set(review.to_review(spark, config).toPandas().segment_id) == (
+        set(ranked.segment_id) - {seg.segment_id})
 
     # the labels stage turns the verdict into negative labels with the source recorded
     report = _labels_stage(spark, config)
@@ -97,6 +101,10 @@ def test_a_rejected_false_positive_becomes_a_negative_label_in_the_next_training
     assert sorted(mine.second) == seconds
     assert (mine.label == 0).all() and (mine.source == source).all()
     assert trained["rows"] == first["rows"] + len(seconds)   # a score video's seconds joined
+    print(f"rejected {seg.video} {seg.start_second}-{seg.end_second}s (peak {seg.peak_prob:.3f}): "
+          f"{len(seconds)} negative labels; version 2 trained on {trained['rows']} rows "
+          f"(version 1: {first['rows']}); out-of-fold prob of those seconds: "
+          f"{mine.prob.round(3).tolist()}; decision: {trained['decision']}")
 
 
 def test_a_verdict_overrides_the_imported_label_and_the_latest_verdict_wins(spark, scored):

@@ -94,13 +94,13 @@ def totals(spark: SparkSession, config: Mapping) -> dict:
     preds = storage.read(spark, config, "predictions")
     p = preds.agg(F.count(F.lit(1)).alias("n"), F.sum("prediction").alias("flagged"),
                   F.countDistinct("video").alias("videos")).first()
-    segs = spark.table("segments")
+    segs = storage.read(spark, config, "segments")
     newest = segs.agg(F.max("computed_at").alias("t")).first().t
     reviews = storage.read(spark, config, "reviews")
     return {"scored_videos": p.videos, "scored_seconds": p.n, "flagged_seconds": p.flagged or 0,
             "segments": segs.count(),
             "segments_tonight": segs.where(F.col("computed_at") == newest).count() if newest else 0,
-            "to_review": spark.table("segments_to_review").count(),
+            "to_review": review.to_review(spark, config).count(),
             "verdicts": reviews.count(),
             "rejected": reviews.where(F.col("verdict") == "rejected").count()}
 

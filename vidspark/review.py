@@ -1,7 +1,8 @@
 """Reviewing flagged clips: what the notebook, the nightly report and ``vidspark-review`` call.
 
-* ``ranking`` lists the segments still to review (view ``segments_to_review``): best first, with
-  the latest verdict and, where the labels know it, the true label of the peak second.
+* ``ranking`` lists the segments still to review (``to_review``, the same as the SQL view
+  ``segments_to_review``): best first, with the latest verdict and, where the labels know it,
+  the true label of the peak second.
 * ``peak_frame_grid``, ``timelines`` and ``clip`` draw the peak frames, the per-video
   ``prob_suspicious`` timelines and a playable clip of a segment.
 * ``record`` stores a verdict (``confirmed`` / ``rejected``) for a segment or one second in the
@@ -161,10 +162,23 @@ def fingerprint(reviews: DataFrame) -> str:
 
 # --- what to show ---------------------------------------------------------------------------------
 
+def to_review(spark: SparkSession, config: Mapping) -> DataFrame:
+    """The segments of ``config``'s store still to review, best first: what the SQL view
+    ``segments_to_review`` shows (every segment whose latest verdict is not ``rejected``, with
+    ``verdict``, ``reviewer`` and ``reviewed_at`` of its latest verdict)."""
+    latest = Window.partitionBy("segment_id").orderBy(F.col("reviewed_at").desc(), "review_id")
+    verdicts = (storage.read(spark, config, "reviews").where(F.col("segment_id").isNotNull())
+                .withColumn("n", F.row_number().over(latest)).where(F.col("n") == 1)
+                .select("segment_id", "verdict", "reviewer", "reviewed_at"))
+    return (storage.read(spark, config, "segments").join(verdicts, "segment_id", "left")
+            .where(F.col("verdict").isNull() | (F.col("verdict") != "rejected"))
+            .orderBy(F.col("peak_prob").desc(), "video", "start_second"))
+
+
 def ranking(spark: SparkSession, config: Mapping, top_n: int | None = DEFAULT_TOP_N) -> pd.DataFrame:
-    """The top segments to review (view ``segments_to_review``: rejected ones hidden), with the
-    true label of the peak second where one exists (``peak_label``, ``peak_label_source``)."""
-    segs = spark.table("segments_to_review")
+    """The top segments to review (``to_review``: rejected ones hidden), with the true label of
+    the peak second where one exists (``peak_label``, ``peak_label_source``)."""
+    segs = to_review(spark, config)
     if top_n:
         segs = segs.limit(int(top_n))
     labels = storage.read(spark, config, "labels").select(
@@ -235,7 +249,7 @@ def timeline_data(spark: SparkSession, config: Mapping, videos: Sequence[str]) -
     pick = F.col("video").isin(videos)
     preds = (storage.read(spark, config, "predictions").where(pick)
              .select("video", "second", "prob_suspicious", "prediction", "model_id").toPandas())
-    segs = (spark.table("segments").where(pick)
+    segs = (storage.read(spark, config, "segments").where(pick)
             .select("segment_id", "video", "start_second", "end_second").toPandas())
     labels = (storage.read(spark, config, "labels").where(pick)
               .select("video", "second", "label", "source").toPandas())
@@ -311,7 +325,7 @@ def timelines(spark: SparkSession, config: Mapping, segments: pd.DataFrame,
 def clip(spark: SparkSession, config: Mapping, segment_id: str) -> media.Clip:
     """A playable clip of a segment (padded by ``media.CLIP_PAD_SECONDS``): H.264 MP4 cut from
     the source video, or an animated GIF of the stored frames when that is impossible."""
-    seg = (spark.table("segments").where(F.col("segment_id") == segment_id)
+    seg = (storage.read(spark, config, "segments").where(F.col("segment_id") == segment_id)
            .join(storage.read(spark, config, "videos").select("video", "path", "fps", "duration"),
                  "video", "left").first())
     if seg is None:
