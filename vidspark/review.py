@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import media, storage
+from vidspark.schemas import REVIEWS
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,7 @@ def record(spark: SparkSession, config: Mapping, verdict: str, *, segment_id: st
         target = f"second:{video}:{second}"
     row.update(review_id=review_id(target, reviewer), verdict=verdict, reviewer=reviewer,
                note=note)
-    from vidspark.schemas import REVIEWS
-
-    schema = REVIEWS
-    df = (spark.createDataFrame([row], schema=_without(schema, "reviewed_at"))
+    df = (spark.createDataFrame([row], schema=_without(REVIEWS, "reviewed_at"))
           .withColumn("reviewed_at", F.current_timestamp()))
     storage.upsert(spark, config, "reviews", df)
     stored = (storage.read(spark, config, "reviews")
