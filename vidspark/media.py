@@ -67,20 +67,22 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def thumbnail(jpeg: bytes, max_side: int = THUMB_MAX_SIDE, quality: int = 85) -> bytes:
-    """A smaller JPEG of a stored frame."""
+def decode(jpeg: bytes) -> np.ndarray:
+    """A stored JPEG frame as a BGR array."""
     frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
         raise MediaError("stored frame is not a decodable JPEG")
-    return video.encode_jpeg(video.fit_within(frame, max_side), quality)
+    return frame
+
+
+def thumbnail(jpeg: bytes, max_side: int = THUMB_MAX_SIDE, quality: int = 85) -> bytes:
+    """A smaller JPEG of a stored frame."""
+    return video.encode_jpeg(video.fit_within(decode(jpeg), max_side), quality)
 
 
 def rgb(jpeg: bytes) -> np.ndarray:
     """A stored JPEG frame as an RGB array (for matplotlib)."""
-    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise MediaError("stored frame is not a decodable JPEG")
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decode(jpeg), cv2.COLOR_BGR2RGB)
 
 
 def figure_png(fig, dpi: int = 90) -> bytes:
@@ -177,6 +179,5 @@ def source_clip(path: str, start: float, end: float, fps: float | None) -> Clip:
 
 def frames_clip(jpegs: Sequence[bytes], start: float, end: float, note: str) -> Clip:
     """The fallback: an animated GIF of stored one-per-second frames (two frames a second)."""
-    frames = [video.fit_within(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR),
-                               CLIP_MAX_SIDE) for j in jpegs]
+    frames = [video.fit_within(decode(j), CLIP_MAX_SIDE) for j in jpegs]
     return Clip(encode_gif(frames, fps=2.0), "image/gif", start, end, note)
