@@ -48,6 +48,9 @@ def test_parse_override_keeps_spark_keys_whole():
     (["train.threshold_target=0"], r"train.threshold_target must be in \(0, 1\]"),
     (["train.max_iter"], "is not of the form key=value"),
     (["spark.master=local[1]"], "spark-submit --master chooses it"),
+    (["featurizer.precision=float16"], "featurizer.precision must be one of float32, bfloat16"),
+    (["featurizer.threads=-1"], "featurizer.threads must be a non-negative integer"),
+    (["featurizer.gpu_batch_size=0"], "featurizer.gpu_batch_size must be a positive integer"),
 ])
 def test_bad_configuration_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):

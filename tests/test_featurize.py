@@ -75,3 +75,79 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     cfg = load_config(TEST_CONF, ["featurizer.weights=imagenet"])
     with pytest.raises(FZ.WeightsError, match="set featurizer.weights to the path of a local weights file"):
         FZ.resolve_weights(cfg)
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_bfloat16_features_are_close_to_float32(spark, images, weights_path):
+    """featurizer.precision bfloat16 runs the model in bfloat16 (features differ from float32)
+    and stores float32 features whose cosine similarity to float32's is >= 0.99 on every frame."""
+    frames = spark.createDataFrame([("v", i, jpeg(img)) for i, img in enumerate(images)],
+                                   "video string, second int, jpeg binary")
+    out = FZ.with_features(frames, weights=weights_path, identity="id+bfloat16", batch_size=2,
+                           precision="bfloat16")
+    assert out.schema["features"].dataType.typeName() == "vectorudt"
+    rows = sorted(out.collect(), key=lambda r: r.second)
+    bf16 = np.array([r.features.toArray() for r in rows])
+    f32 = FZ.featurize_jpegs([jpeg(img) for img in images], weights_path, 2)
+    assert f32.dtype == np.float32 and bf16.shape == f32.shape
+    sim = cosine(bf16, f32)
+    assert (sim >= 0.99).all(), sim
+    assert np.abs(bf16 - f32).max() > 1e-4        # bfloat16 compute really ran
+
+
+def test_feature_identity_records_the_precision():
+    assert FZ.feature_identity("file:w.h5:sha256=ab", "float32") == "file:w.h5:sha256=ab"
+    assert FZ.feature_identity("file:w.h5:sha256=ab", "bfloat16") == "file:w.h5:sha256=ab+bfloat16"
+
+
+def test_bfloat16_falls_back_to_float32_with_a_warning(spark, monkeypatch, caplog):
+    cfg = load_config(TEST_CONF, ["featurizer.weights=random", "featurizer.precision=bfloat16"])
+    ok, found = FZ.executor_supports_bfloat16(spark)     # the real probe, on an executor
+    assert ok == FZ.cpu_has_bfloat16() or "GPU" in found   # local mode: this machine
+    assert FZ.resolve_precision(spark, cfg) == ("bfloat16" if ok else "float32")
+    monkeypatch.setattr(FZ, "executor_supports_bfloat16", lambda s: (False, "host: no flags"))
+    with caplog.at_level("WARNING", logger="vidspark.featurize"):
+        assert FZ.resolve_precision(spark, cfg) == "float32"
+    assert "no bfloat16 hardware (host: no flags): using float32" in caplog.text
+    cfg32 = load_config(TEST_CONF, ["featurizer.weights=random"])
+    assert FZ.resolve_precision(spark, cfg32) == "float32"
+
+
+@pytest.mark.parametrize("sizes, batch", [([5, 1, 7, 3], 4), ([64, 64, 10], 32), ([2, 2], 16),
+                                          ([0, 3, 0], 2)])
+def test_rebatch_keeps_order_and_batch_sizes(sizes, batch):
+    """Model batches of exactly ``batch`` rows (the last may be short) whatever the Arrow batch
+    sizes, one output per input batch in order, and never more rows held than one model batch
+    and two Arrow batches."""
+    import pandas as pd
+
+    calls, start = [], 0
+    inputs = []
+    for n in sizes:
+        inputs.append(pd.Series(range(start, start + n)))
+        start += n
+    consumed, yielded, held = [0], [0], []
+
+    def fn(items):
+        calls.append(len(items))
+        held.append(consumed[0] - yielded[0])
+        return [np.array([x * 10]) for x in items]
+
+    def feed():
+        for s in inputs:
+            consumed[0] += len(s)
+            yield s
+
+    outs = []
+    for out in FZ.rebatch(feed(), fn, batch):
+        outs.append(out)
+        yielded[0] += len(out)
+    assert [len(o) for o in outs] == sizes
+    flat = [int(v[0]) for o in outs for v in o]
+    assert flat == [10 * x for x in range(sum(sizes))]
+    assert all(c == batch for c in calls[:-1]) and 0 < calls[-1] <= batch
+    assert sum(calls) == sum(sizes)
+    assert max(held) <= batch + 2 * max(sizes)

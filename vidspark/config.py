@@ -133,7 +133,8 @@ def _validate(config: dict) -> None:
         raise ConfigError(f"storage.format must be one of {', '.join(_FORMATS)}, not '{fmt}'")
     if not config["storage"]["root"]:
         raise ConfigError("storage.root must be set")
-    for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows", "train.folds",
+    for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows",
+                "featurizer.gpu_batch_size", "train.folds",
                 "train.parallelism", "train.precision_at_k", "segments.min_seconds",
                 "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames", "extract.max_side"):
         _positive_int(key, get(config, key))
@@ -146,6 +147,12 @@ def _validate(config: dict) -> None:
     if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
         raise ConfigError(f"segments.max_gap_seconds must be a non-negative integer, not {gap!r}")
     _validate_train(config)
+    threads = get(config, "featurizer.threads")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise ConfigError(f"featurizer.threads must be a non-negative integer, not {threads!r}")
+    if get(config, "featurizer.precision") not in PRECISIONS:
+        raise ConfigError(f"featurizer.precision must be one of {', '.join(PRECISIONS)}, "
+                          f"not {get(config, 'featurizer.precision')!r}")
     weights = get(config, "featurizer.weights")
     if not isinstance(weights, str) or not weights:
         raise ConfigError("featurizer.weights must be 'imagenet', 'random' or a path to a weights file")
@@ -162,6 +169,7 @@ def _positive_int(key: str, value) -> None:
         raise ConfigError(f"{key} must be a positive integer, not {value!r}")
 
 
+PRECISIONS = ("float32", "bfloat16")
 GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")
 METRICS = ("areaUnderPR", "areaUnderROC")
 THRESHOLDS = ("max_f1", "recall", "precision")

@@ -6,6 +6,18 @@ cache survives across tasks because Spark reuses Python workers). Arrow batches 
 (``featurizer.arrow_batch_rows``) and the model sees ``featurizer.batch_size`` frames at a time,
 so a worker's memory is bounded by the batch sizes, not by the number of frames.
 
+Numerics (``featurizer.precision``): ``float32``, or ``bfloat16``, which runs the model with Keras
+mixed precision (bfloat16 compute, float32 variables) where the hardware has bfloat16 units
+(x86 AVX512-BF16 or AMX, ARM BF16, or a GPU). Whether it does is decided by a probe task on an
+executor, where the model runs; without such hardware the stage logs a warning and uses float32.
+Features are stored as float32 either way, and the precision is part of the feature identity.
+
+Threads and devices: each Python worker gives TensorFlow as many threads as its task has CPUs
+(``spark.task.cpus``; ``featurizer.threads`` overrides), so ``local[*]`` runs one single-threaded
+model per core instead of several models fighting over every core. A worker whose TensorFlow sees
+a GPU (the one Spark assigned to its task, when GPU scheduling is on) uses it with
+``featurizer.gpu_batch_size`` frames per model call.
+
 Weights (``featurizer.weights``):
 * ``imagenet``: Keras' published ImageNet weights through Keras' cache (downloaded on first use);
 * a path: that weights file (e.g. an offline copy);
@@ -27,6 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage
+from vidspark.config import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +51,9 @@ IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/in
                 + IMAGENET_FILE)
 IMAGENET_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
 
+
 _MODELS: dict = {}
+_DEVICE: dict = {}
 
 
 class WeightsError(RuntimeError):
@@ -83,18 +98,95 @@ def resolve_weights(config: Mapping) -> tuple[str, str]:
     return spec, f"file:{os.path.basename(spec)}:sha256={_sha256(spec)[:16]}"
 
 
-def load_model(weights: str, seed: int = 0):
-    """The Keras InceptionV3 feature extractor, cached per Python process."""
-    key = (weights, seed)
-    if key not in _MODELS:
+def cpu_has_bfloat16() -> bool:
+    """Whether this machine's CPU has bfloat16 arithmetic (x86 AVX512-BF16 or AMX-BF16, ARM BF16),
+    from ``/proc/cpuinfo`` (Linux) or ``sysctl`` (macOS)."""
+    flags: set = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):
+                    flags.update(value.split())
+    except OSError:
+        import subprocess
+
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+            return out == "1"
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _gpu_addresses() -> list:
+    """The GPUs Spark assigned to the running task (GPU scheduling), if any."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return []
+    gpu = (ctx.resources() or {}).get("gpu")
+    return list(gpu.addresses) if gpu is not None else []
+
+
+def _init_tensorflow(threads: int) -> bool:
+    """Configure TensorFlow before its first use in this process: on a GPU task, only the GPU Spark
+    assigned (and grow GPU memory as needed, so workers can share a GPU); on CPUs, ``threads``
+    intra-op threads (once, before TensorFlow runs its first op). Returns whether TensorFlow sees
+    a GPU."""
+    if "gpu" not in _DEVICE:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        addresses = _gpu_addresses()
+        if addresses and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        _DEVICE["gpu"] = bool(gpus)
+        if gpus:
+            log.info("featurize: TensorFlow uses GPU(s) %s", [g.name for g in gpus])
+    if not _DEVICE["gpu"] and threads > 0 and "threads" not in _DEVICE:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+            _DEVICE["threads"] = threads
+        except RuntimeError as exc:  # TensorFlow already ran in this process
+            _DEVICE["threads"] = None
+            log.warning("featurize: TensorFlow ran before vidspark could set its threads (%s); "
+                        "using its existing settings", exc)
+    return _DEVICE["gpu"]
+
+
+def load_model(weights: str, seed: int = 0, precision: str = "float32", threads: int = 0):
+    """The Keras InceptionV3 feature extractor, cached per Python process.
+
+    ``precision`` ``bfloat16`` builds it under Keras' ``mixed_bfloat16`` policy (bfloat16
+    compute, float32 variables); ``threads`` > 0 sets TensorFlow's intra-op threads when this
+    is the process's first TensorFlow use."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    key = (weights, seed, precision)
+    if key not in _MODELS:
+        _init_tensorflow(threads)
         import keras
 
         if weights == "random":
             keras.utils.set_random_seed(seed)
-        _MODELS[key] = keras.applications.InceptionV3(
-            include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-            weights=None if weights == "random" else weights)
+        previous = keras.mixed_precision.global_policy()
+        if precision == "bfloat16":
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            _MODELS[key] = keras.applications.InceptionV3(
+                include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+                weights=None if weights == "random" else weights)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
     return _MODELS[key]
 
 
@@ -115,9 +207,11 @@ def preprocess_jpegs(jpegs) -> np.ndarray:
     return out
 
 
-def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0) -> np.ndarray:
-    """Features (n, 2048) for a sequence of JPEG frames, ``batch_size`` frames per model call."""
-    model = load_model(weights, seed)
+def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0,
+                    precision: str = "float32") -> np.ndarray:
+    """Features (n, 2048, float32) for a sequence of JPEG frames, ``batch_size`` frames per model
+    call."""
+    model = load_model(weights, seed, precision)
     parts = []
     for i in range(0, len(jpegs), batch_size):
         x = preprocess_jpegs(jpegs[i:i + batch_size])
@@ -125,20 +219,57 @@ def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0) -> np.n
     return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
 
 
-def _features_udf(weights: str, batch_size: int, seed: int):
+def rebatch(batches: Iterator[pd.Series], fn, batch_size: int) -> Iterator[pd.Series]:
+    """Apply ``fn`` (a list of inputs -> an (n, ...) array) to ``batch_size`` inputs at a time,
+    whatever the sizes of the incoming Arrow batches, and yield one output Series per incoming
+    batch, in order. Rows not yet answered never exceed one model batch and two Arrow batches
+    (inputs waiting for a full model batch, outputs waiting to complete their Arrow batch), so
+    memory does not grow with the number of rows; a short final call handles the remainder."""
+    pending: list = []          # inputs not yet run through fn
+    sizes: list = []            # sizes of incoming batches not yet answered
+    ready: list = []            # outputs of fn not yet yielded, as 1-row arrays
+    for series in batches:
+        sizes.append(len(series))
+        pending.extend(series)
+        while len(pending) >= batch_size:
+            ready.extend(fn(pending[:batch_size]))
+            del pending[:batch_size]
+        while sizes and len(ready) >= sizes[0]:
+            n = sizes.pop(0)
+            yield pd.Series(ready[:n], dtype=object)
+            del ready[:n]
+    if pending:
+        ready.extend(fn(pending))
+    for n in sizes:
+        yield pd.Series(ready[:n], dtype=object)
+        del ready[:n]
+
+
+def _features_udf(weights: str, batch_size: int, seed: int, precision: str = "float32",
+                  threads: int = 0, gpu_batch_size: int = 128):
     @F.pandas_udf(T.ArrayType(T.FloatType()))
     def inception_features(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        load_model(weights, seed)  # once per Python worker, before the first batch
-        for jpegs in batches:
-            feats = featurize_jpegs(list(jpegs), weights, batch_size, seed)
-            yield pd.Series(list(feats))
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        n_threads = threads or (ctx.cpus() if ctx is not None else 0)
+        on_gpu = _init_tensorflow(n_threads)
+        model = load_model(weights, seed, precision, n_threads)  # once per Python worker
+        size = gpu_batch_size if on_gpu else batch_size
+
+        def features(jpegs):
+            x = preprocess_jpegs(jpegs)
+            return list(np.asarray(model.predict_on_batch(x), dtype=np.float32))
+
+        yield from rebatch(batches, features, size)
     return inception_features
 
 
 def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size: int,
-                  seed: int = 0) -> DataFrame:
+                  seed: int = 0, precision: str = "float32", threads: int = 0,
+                  gpu_batch_size: int = 128) -> DataFrame:
     """``frames`` (video, second, jpeg) -> (video, second, features vector, weights identity)."""
-    udf = _features_udf(weights, batch_size, seed)
+    udf = _features_udf(weights, batch_size, seed, precision, threads, gpu_batch_size)
     return frames.select(
         "video", "second",
         array_to_vector(udf(F.col("jpeg"))).alias("features"),
@@ -146,9 +277,55 @@ def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size:
     )
 
 
+def _probe_executor(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for _ in batches:
+        pass
+    import platform
+
+    info = {"host": platform.node(), "cpu_bfloat16": cpu_has_bfloat16(),
+            "gpus": len(_gpu_addresses())}
+    if not info["cpu_bfloat16"] and not info["gpus"]:
+        info["gpus"] = int(_init_tensorflow(0))   # a GPU TensorFlow sees without GPU scheduling
+    yield pd.DataFrame([info])
+
+
+def executor_supports_bfloat16(spark: SparkSession) -> tuple[bool, str]:
+    """Whether an executor (where the model runs) has bfloat16 hardware, and what it found."""
+    row = (spark.range(1, numPartitions=1)
+           .mapInPandas(_probe_executor, "host string, cpu_bfloat16 boolean, gpus int").first())
+    if row.cpu_bfloat16:
+        return True, f"{row.host}: CPU with bfloat16 instructions"
+    if row.gpus:
+        return True, f"{row.host}: {row.gpus} GPU(s)"
+    return False, f"{row.host}: no AVX512-BF16/AMX/BF16 CPU flags and no GPU"
+
+
+def resolve_precision(spark: SparkSession, config: Mapping) -> str:
+    """The precision the model runs at: ``featurizer.precision``, with ``bfloat16`` falling back
+    to ``float32`` (and a warning) when an executor has no bfloat16 hardware."""
+    wanted = config["featurizer"]["precision"]
+    if wanted != "bfloat16":
+        return wanted
+    ok, found = executor_supports_bfloat16(spark)
+    if ok:
+        log.info("featurize: bfloat16 precision (%s)", found)
+        return "bfloat16"
+    log.warning("featurizer.precision is bfloat16 but the executor has no bfloat16 hardware "
+                "(%s): using float32", found)
+    return "float32"
+
+
+def feature_identity(weights_identity: str, precision: str) -> str:
+    """What the ``weights`` column (and a model's ``weights`` tag) records: the weights, plus the
+    precision when it is not float32 (so float32 stores keep their identity)."""
+    return weights_identity if precision == "float32" else f"{weights_identity}+{precision}"
+
+
 def run(spark: SparkSession, config: Mapping) -> dict:
     """Compute features for frames that have none under the current weights."""
     weights, identity = resolve_weights(config)
+    precision = resolve_precision(spark, config)
+    identity = feature_identity(identity, precision)
     frames = storage.read(spark, config, "frames")
     ok_videos = (storage.read(spark, config, "videos").where(F.col("status") == "ok")
                  .select("video"))
@@ -162,16 +339,22 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
-                "featurized": 0, "weights": identity}
+                "featurized": 0, "weights": identity, "precision": precision}
     log.info("featurize: %d frames to featurize with %s", n, identity)
     parallelism = spark.sparkContext.defaultParallelism
     batch_size = int(config["featurizer"]["batch_size"])
-    partitions = max(1, min(parallelism * 4, -(-n // batch_size)))
+    # Up to 4 tasks per core of model batches, and at least one task per core: each task's model
+    # runs single-threaded (one thread per task CPU).
+    partitions = max(min(parallelism, n), min(parallelism * 4, -(-n // batch_size)))
+    fz = config["featurizer"]
     feats = with_features(todo.repartition(partitions), weights=weights, identity=identity,
-                          batch_size=batch_size, seed=int(config["featurizer"]["random_seed"]))
+                          batch_size=batch_size, seed=int(fz["random_seed"]),
+                          precision=precision, threads=int(fz["threads"]),
+                          gpu_batch_size=int(fz["gpu_batch_size"]))
     # Materialise once: MERGE may read its source more than once, and the model is the cost.
     feats = feats.localCheckpoint(eager=True)
     storage.upsert(spark, config, "features", feats)
     log.info("featurize: %d frames featurized with %s", n, identity)
     return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
-            "featurized": n, "weights": identity}
+            "featurized": n, "weights": identity, "precision": precision,
+            "partitions": partitions}
