@@ -5,6 +5,7 @@ import argparse
 import csv
 import logging
 import sys
+import time
 from typing import Sequence
 
 from vidspark.config import ConfigError, load_config
@@ -40,6 +41,7 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
     from vidspark.lock import LockHeld, StorageLock
     from vidspark.session import build_spark
 
+    started = time.perf_counter()
     args = _parser(description).parse_args(argv)
     _setup_logging()
     config = _load(args)
@@ -56,6 +58,8 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
     try:
         spark = build_spark(config, app_name=f"vidspark-{job}")
         spark.sparkContext.setLogLevel("WARN")
+        logging.getLogger("vidspark").info("Spark session and tables ready in %.1fs",
+                                           time.perf_counter() - started)
         if lock.abandoned and lock.abandoned.get("run_id"):
             runs.mark_abandoned(spark, config, lock.abandoned["run_id"])
         recorder = runs.RunRecorder(spark, config, run_id, job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from typing import Mapping
 
 from pyspark.sql import SparkSession
@@ -56,9 +57,12 @@ def build_spark(config: Mapping, app_name: str = "vidspark") -> SparkSession:
     for key, value in config["spark"].items():
         builder = builder.config(key, _conf_value(value))
     spark = builder.getOrCreate()
+    log.info("Spark session ready (Spark %s, master %s)", spark.version, spark.sparkContext.master)
     if config["storage"]["format"] == "delta":
         _check_delta(spark)
+    started = time.perf_counter()
     storage.register_tables(spark, config)
+    log.info("tables registered in %.1fs", time.perf_counter() - started)
     return spark
 
 
