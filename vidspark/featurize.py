@@ -289,15 +289,26 @@ def _probe_executor(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     yield pd.DataFrame([info])
 
 
+_PROBED: dict = {}
+
+
 def executor_supports_bfloat16(spark: SparkSession) -> tuple[bool, str]:
-    """Whether an executor (where the model runs) has bfloat16 hardware, and what it found."""
-    row = (spark.range(1, numPartitions=1)
-           .mapInPandas(_probe_executor, "host string, cpu_bfloat16 boolean, gpus int").first())
-    if row.cpu_bfloat16:
-        return True, f"{row.host}: CPU with bfloat16 instructions"
-    if row.gpus:
-        return True, f"{row.host}: {row.gpus} GPU(s)"
-    return False, f"{row.host}: no AVX512-BF16/AMX/BF16 CPU flags and no GPU"
+    """Whether an executor (where the model runs) has bfloat16 hardware, and what it found;
+    asked once per Spark application."""
+    app = spark.sparkContext.applicationId
+    if app not in _PROBED:
+        # collect(), not first(): a Python task whose output is read to the end hands its worker
+        # back for reuse; one cut short loses it, and the next worker must load TensorFlow again.
+        row = (spark.range(1, numPartitions=1)
+               .mapInPandas(_probe_executor, "host string, cpu_bfloat16 boolean, gpus int")
+               .collect()[0])
+        if row.cpu_bfloat16:
+            _PROBED[app] = (True, f"{row.host}: CPU with bfloat16 instructions")
+        elif row.gpus:
+            _PROBED[app] = (True, f"{row.host}: {row.gpus} GPU(s)")
+        else:
+            _PROBED[app] = (False, f"{row.host}: no AVX512-BF16/AMX/BF16 CPU flags and no GPU")
+    return _PROBED[app]
 
 
 def resolve_precision(spark: SparkSession, config: Mapping) -> str:
