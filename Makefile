@@ -12,7 +12,7 @@ DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo demo-data report browser test test-fast test-scale package clean
+.PHONY: help install demo demo-data report browser test test-fast test-scale bench package clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -53,6 +53,9 @@ test-fast: install browser  ## the test suite without the slow tests
 
 test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
 	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)
+
+bench: install  ## run the benchmarks (~12 min): bench/results.json, bench/results.md, README's table
+	$(PY) -m vidspark.bench --out bench --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
 package:  ## build dist/vidspark-env.tar.gz: a packed virtualenv to ship with spark-submit --archives
 	rm -rf build/package-venv dist/vidspark-env.tar.gz

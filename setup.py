@@ -39,7 +39,9 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "notebook": NOTEBOOK_REQUIRES,
-        "test": ["pytest>=8", "pytest-timeout>=2.3", *NOTEBOOK_REQUIRES],
+        # make bench: process-tree memory of the driver and Python workers
+        "bench": ["psutil>=5.9,<8"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9,<8", *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,49 @@
+"""The benchmark's own logic (``make bench`` itself is not a test): the reference seek loop gives
+the extract stage's frames, throughput is marginal, and README's table is the generated one."""
+import json
+import math
+import os
+
+import pytest
+
+from vidspark import bench
+from vidspark.demo import decode_index_frame, write_index_video
+from tests.conftest import ROOT
+
+
+def test_reference_seek_loop_and_extraction_give_the_same_frames(tmp_path):
+    path = str(tmp_path / "idx.mpg")
+    write_index_video(path, 25 * 12 + 7, fps=25.0)          # 12.28 s: 13 seconds
+    ours = bench._extract_ours([path], 90, 1920)[path]
+    seek = bench._extract_seek_loop([path], {path: len(ours)}, 90, 1920)[path]
+    assert len(ours) == len(seek) == 13
+    assert [decode_index_frame(f) for f, _ in ours] == [math.ceil(s * 25) for s in range(13)]
+    assert [decode_index_frame(f) for f, _ in seek] == [decode_index_frame(f) for f, _ in ours]
+    assert all(j[:2] == b"\xff\xd8" for _, j in ours)
+
+
+def test_marginal_throughput_removes_fixed_costs():
+    # 5 s fixed + 0.1 s per frame: 10 frames/s whatever the fixed cost
+    assert bench._marginal(100, 5 + 10.0, 400, 5 + 40.0) == pytest.approx(10.0)
+    assert bench._marginal(100, 3.0, 400, 3.0) is None
+
+
+def test_readme_table_is_the_generated_one(tmp_path):
+    """README's performance table is bench/results.md, rendered from bench/results.json."""
+    with open(os.path.join(ROOT, "bench", "results.json"), encoding="utf-8") as fh:
+        results = json.load(fh)
+    table = bench.markdown(results)
+    with open(os.path.join(ROOT, "bench", "results.md"), encoding="utf-8") as fh:
+        assert fh.read() == table
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    assert f"{bench.BEGIN}\n{table}{bench.END}" in readme
+    for key in ("extract", "featurize", "e2e"):
+        assert key in results
+    # update_readme replaces only the marked block
+    copy = tmp_path / "README.md"
+    copy.write_text(f"intro\n{bench.BEGIN}\nold\n{bench.END}\noutro\n", encoding="utf-8")
+    assert bench.update_readme(str(copy), "| new |\n")
+    assert copy.read_text(encoding="utf-8") == f"intro\n{bench.BEGIN}\n| new |\n{bench.END}\noutro\n"
+    (tmp_path / "plain.md").write_text("no markers\n", encoding="utf-8")
+    assert not bench.update_readme(str(tmp_path / "plain.md"), "x")
