@@ -55,18 +55,10 @@ def machine() -> dict:
     import cv2
     import pyspark
 
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key == "model name":
-                    model = value.strip()
-                elif key in ("flags", "features"):
-                    flags.update(value.split())
-    except OSError:
-        pass
+    from vidspark.featurize import cpu_info
+
+    model, flags = cpu_info()
+    model = model or platform.processor() or platform.machine()
     def version(dist):
         from importlib.metadata import PackageNotFoundError, version as _version
 

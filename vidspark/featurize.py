@@ -98,26 +98,36 @@ def resolve_weights(config: Mapping) -> tuple[str, str]:
     return spec, f"file:{os.path.basename(spec)}:sha256={_sha256(spec)[:16]}"
 
 
-def cpu_has_bfloat16() -> bool:
-    """Whether this machine's CPU has bfloat16 arithmetic (x86 AVX512-BF16 or AMX-BF16, ARM BF16),
-    from ``/proc/cpuinfo`` (Linux) or ``sysctl`` (macOS)."""
-    flags: set = set()
+def cpu_info() -> tuple[str, set]:
+    """(CPU model name, CPU flags) from ``/proc/cpuinfo``; ("", empty set) where there is none."""
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
-                if key.strip().lower() in ("flags", "features"):
+                key = key.strip().lower()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "features"):
                     flags.update(value.split())
     except OSError:
-        import subprocess
+        pass
+    return model, flags
 
-        try:
-            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
-                                 capture_output=True, text=True, timeout=5).stdout.strip()
-            return out == "1"
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this machine's CPU has bfloat16 arithmetic (x86 AVX512-BF16 or AMX-BF16, ARM BF16),
+    from ``/proc/cpuinfo`` (Linux) or ``sysctl`` (macOS)."""
+    if os.path.exists("/proc/cpuinfo"):
+        return bool(cpu_info()[1] & {"avx512_bf16", "amx_bf16", "bf16"})
+    import subprocess
+
+    try:
+        out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out == "1"
 
 
 def _gpu_addresses() -> list:
