@@ -4,6 +4,8 @@ import json
 import math
 import os
 
+import cv2
+import numpy as np
 import pytest
 
 from vidspark import bench
@@ -17,9 +19,13 @@ def test_reference_seek_loop_and_extraction_give_the_same_frames(tmp_path):
     ours = bench._extract_ours([path], 90, 1920)[path]
     seek = bench._extract_seek_loop([path], {path: len(ours)}, 90, 1920)[path]
     assert len(ours) == len(seek) == 13
-    assert [decode_index_frame(f) for f, _ in ours] == [math.ceil(s * 25) for s in range(13)]
-    assert [decode_index_frame(f) for f, _ in seek] == [decode_index_frame(f) for f, _ in ours]
-    assert all(j[:2] == b"\xff\xd8" for _, j in ours)
+    assert all(j[:2] == b"\xff\xd8" for j in ours)
+    ours_frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in ours]
+    seek_frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in seek]
+    assert [decode_index_frame(f) for f in ours_frames] == [math.ceil(s * 25) for s in range(13)]
+    assert ([decode_index_frame(f) for f in seek_frames]
+            == [decode_index_frame(f) for f in ours_frames])
+    assert seek == ours                                    # byte for byte
 
 
 def test_marginal_throughput_removes_fixed_costs():

@@ -196,26 +196,27 @@ def _videos(data_dir: str) -> list:
 
 # --- 1. extraction -----------------------------------------------------------------------------
 
-def _extract_ours(paths, quality: int, max_side: int):
-    """What an extract task does with a file: probe, decode sequentially, one JPEG per second."""
-    from vidspark import video
+def _extract_ours(paths, quality: int, max_side: int) -> dict:
+    """JPEGs per second of each file, made by the extract stage's own task code: probe, then
+    ``extract._decode_range`` over the whole file (sequential decoding, the frame at or after
+    each whole second, scaled and JPEG-encoded)."""
+    from vidspark import extract, video
 
     out = {}
     for path in paths:
         info = video.probe(path)
-        frames = []
-        for _second, _ts, frame in video.sample_seconds(path, first_ts_ms=info.first_ts_ms,
-                                                         fps=info.fps):
-            frame = video.fit_within(frame, max_side)
-            frames.append((frame, video.encode_jpeg(frame, quality)))
-        out[path] = frames
+        rec = {"path": path, "video": os.path.basename(path), "range_start": 0,
+               "range_end": None, "first_ts_ms": info.first_ts_ms, "fps": info.fps}
+        rows = extract._decode_range(rec, quality, 10.0, max_side)
+        frames = rows[rows.kind == "frame"].sort_values("second")
+        out[path] = list(frames.jpeg)
     return out
 
 
-def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int):
+def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int) -> dict:
     """The reference: one ``CAP_PROP_POS_MSEC`` seek per second, bounded to the true number of
     seconds (second 0 is the first frame read after opening: OpenCV's seek to 0 on these files
-    lands on the second keyframe)."""
+    lands on the second keyframe), scaled and JPEG-encoded as the extract stage does."""
     import cv2
 
     from vidspark import video
@@ -223,24 +224,20 @@ def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int):
     out = {}
     for path in paths:
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-        frames = []
+        jpegs = []
         for second in range(seconds[path]):
             if second:
                 cap.set(cv2.CAP_PROP_POS_MSEC, second * 1000.0)
             ok, frame = cap.read()
-            if not ok:
-                frames.append((None, None))
-                continue
-            frame = video.fit_within(frame, max_side)
-            frames.append((frame, video.encode_jpeg(frame, quality)))
+            jpegs.append(video.encode_jpeg(video.fit_within(frame, max_side), quality)
+                         if ok else None)
         cap.release()
-        out[path] = frames
+        out[path] = jpegs
     return out
 
 
 def bench_extract(data_dir: str, reps: int, frames_file: str) -> dict:
     import cv2
-    import numpy as np
 
     from vidspark import video
 
@@ -260,11 +257,11 @@ def bench_extract(data_dir: str, reps: int, frames_file: str) -> dict:
         seek = _extract_seek_loop(paths, seconds, quality, max_side)
         seek_t.append(time.perf_counter() - t)
     total = sum(len(v) for v in ours.values())
+    # Same encoder, same settings: equal frames give equal JPEG bytes.
     mismatches = [f"{os.path.basename(p)}@{s}" for p in paths
-                  for s, ((a, _), (b, _)) in enumerate(zip(ours[p], seek[p]))
-                  if b is None or not np.array_equal(a, b)]
+                  for s, (a, b) in enumerate(zip(ours[p], seek[p])) if a != b]
     frames = [(os.path.splitext(os.path.basename(p))[0], s, jpeg)
-              for p in paths for s, (_, jpeg) in enumerate(ours[p])]
+              for p in paths for s, jpeg in enumerate(ours[p])]
     with open(frames_file, "wb") as fh:
         pickle.dump(frames, fh)
     # decode only: what the target's "decode time" is made of

@@ -222,11 +222,13 @@ def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0,
     """Features (n, 2048, float32) for a sequence of JPEG frames, ``batch_size`` frames per model
     call."""
     model = load_model(weights, seed, precision)
-    parts = []
-    for i in range(0, len(jpegs), batch_size):
-        x = preprocess_jpegs(jpegs[i:i + batch_size])
-        parts.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
+    parts = [_predict(model, jpegs[i:i + batch_size]) for i in range(0, len(jpegs), batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
+
+
+def _predict(model, jpegs) -> np.ndarray:
+    """One model call: float32 features (n, 2048) of a batch of JPEG frames."""
+    return np.asarray(model.predict_on_batch(preprocess_jpegs(jpegs)), dtype=np.float32)
 
 
 def rebatch(batches: Iterator[pd.Series], fn, batch_size: int) -> Iterator[pd.Series]:
@@ -266,12 +268,7 @@ def _features_udf(weights: str, batch_size: int, seed: int, precision: str = "fl
         on_gpu = _init_tensorflow(n_threads)
         model = load_model(weights, seed, precision, n_threads)  # once per Python worker
         size = gpu_batch_size if on_gpu else batch_size
-
-        def features(jpegs):
-            x = preprocess_jpegs(jpegs)
-            return list(np.asarray(model.predict_on_batch(x), dtype=np.float32))
-
-        yield from rebatch(batches, features, size)
+        yield from rebatch(batches, lambda jpegs: list(_predict(model, jpegs)), size)
     return inception_features
 
 
