@@ -115,7 +115,8 @@ def plan_ranges(duration_hint: float, split_seconds: int) -> list[tuple[int, Opt
 def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
                    first_ts_ms: Optional[float] = None, fps: float = 0.0,
                    seek_margin: float = 10.0,
-                   stats: Optional[RangeStats] = None) -> Iterator[tuple[int, float, np.ndarray]]:
+                   stats: Optional[RangeStats] = None,
+                   motion=None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(second, ts_ms, bgr_frame)`` for every whole second in [start, end).
 
     ``ts_ms`` is relative to the first decoded frame of the file (``first_ts_ms``, absolute, from
@@ -124,6 +125,8 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
     on some containers), decoding restarts from the beginning, so results never depend on seek
     accuracy. ``stats`` (if given) receives the count of decoded frames inside the range and the
     last timestamp, which summed over ranges give the video's decoded frame count and duration.
+    ``motion`` (a ``vidspark.motion.MotionSampler``, if given) is shown every decoded frame's
+    timestamp and given the frames it wants, so motion costs no second decode.
     """
     stats = stats if stats is not None else RangeStats()
     if start > 0 and first_ts_ms is None:
@@ -137,7 +140,7 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
             if not seeked:
                 cap.release()
                 cap = _open(path)
-        yield from _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked)
+        yield from _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, motion)
     finally:
         cap.release()
 
@@ -167,7 +170,7 @@ def _reconcile(raw: float, prev: Optional[float], frame_ms: float) -> float:
     return raw if raw > prev else predicted
 
 
-def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
+def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, motion=None):
     frame_ms = 1000.0 / fps if fps > 0 else 40.0
     next_t = start
     prev_abs: Optional[float] = None
@@ -189,7 +192,7 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
                 cap2 = _open(path)
                 try:
                     yield from _decode_forward(cap2, path, start, end, first_ts_ms, fps, stats,
-                                               False)
+                                               False, motion)
                 finally:
                     cap2.release()
                 return
@@ -198,11 +201,17 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked):
         if rel >= start * 1000.0 - _EPS_MS and (end is None or rel < end * 1000.0 - _EPS_MS):
             stats.decoded += 1
             stats.last_ts_ms = rel
-        if rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+        wanted = rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end)
+        for_motion = motion is not None and motion.wants(rel)
+        if wanted or for_motion:
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 continue
-            while rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+            if for_motion:
+                motion.add(rel, frame)
+            while wanted and rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+                if motion is not None:
+                    motion.add_second(next_t, rel, frame)
                 yield next_t, rel, frame
                 next_t += 1
 
