@@ -41,7 +41,9 @@ setup(
         "notebook": NOTEBOOK_REQUIRES,
         # make bench: process-tree memory of the driver and Python workers
         "bench": ["psutil>=5.9,<8"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9,<8", *NOTEBOOK_REQUIRES],
+        # deltalake: delta-rs, an independent Delta reader (no Spark) that every table must suit
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9,<8", "deltalake>=1.1,<2",
+                 *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [

@@ -51,10 +51,41 @@ def test_parse_override_keeps_spark_keys_whole():
     (["featurizer.precision=float16"], "featurizer.precision must be one of float32, bfloat16"),
     (["featurizer.threads=-1"], "featurizer.threads must be a non-negative integer"),
     (["featurizer.gpu_batch_size=0"], "featurizer.gpu_batch_size must be a positive integer"),
+    (["input.camera=folders"], "input.camera must be one of folder, parent, regex"),
+    (["input.camera=regex"], "input.camera is regex but input.camera_regex is not set"),
+    (["input.camera=regex", "input.camera_regex=(cam"], "input.camera_regex is not a valid regular"),
+    (["extract.motion_width=16"], "extract.motion_width must be at least 32"),
+    (["extract.motion_fps=0"], r"extract.motion_fps must be a number in \(0, 60\]"),
+    (["features.context_seconds=-1"], "features.context_seconds must be a non-negative integer"),
+    (["train.group_by=clip"], "train.group_by must be one of camera, video"),
+    (["train.feature_sets=[motion+colour]"], "feature set 'motion\\+colour': groups are appearance"),
+    (["train.feature_sets=[motion+motion]"], "each at most once"),
+    (["train.feature_sets=[motion, motion]"], "lists a feature set twice"),
+    (["train.models=[svm]"], "train.models: unknown model family 'svm'"),
+    (["train.gbt.max_depth=[0]"], "train.gbt.max_depth must be a positive integer"),
+    (["train.gbt.step_size=[2]"], r"train.gbt.step_size must be in \(0, 1\]"),
+    (["train.random_forest.max_depth=[31]"], "train.random_forest.max_depth must be at most 30"),
+    (["train.random_forest.num_trees=[]"], "train.random_forest.num_trees must not be an empty list"),
 ])
 def test_bad_configuration_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         load_config(TEST_CONF, override)
+
+
+def test_camera_of_a_video():
+    from vidspark.config import camera_of
+
+    folder = load_config(TEST_CONF)
+    assert folder["input"]["camera"] == "folder" and folder["train"]["group_by"] == "camera"
+    assert camera_of("cam1/2026-11-01/0800", folder) == "cam1"
+    assert camera_of("Fight_Chase", folder) == "Fight_Chase"          # a file at the top: itself
+    parent = load_config(TEST_CONF, ["input.camera=parent"])
+    assert camera_of("cam1/2026-11-01/0800", parent) == "cam1/2026-11-01"
+    named = load_config(TEST_CONF, ["input.camera=regex", r"input.camera_regex=_(?P<camera>c\d+)_"])
+    assert camera_of("site_c12_0800", named) == "c12"
+    assert camera_of("unmatched", named) == "unmatched"
+    grouped = load_config(TEST_CONF, ["input.camera=regex", r"input.camera_regex=^([A-Za-z]+)"])
+    assert camera_of("Walk1", grouped) == "Walk"
 
 
 def test_missing_config_file():

@@ -101,10 +101,26 @@ def test_every_frame_is_a_decodable_jpeg_of_the_source_size(spark, run):
 def test_features_are_finite_2048_vectors_that_differ(spark, run):
     feats = storage.read(spark, run["config"], "features").toPandas()
     assert len(feats) == run["counts"]["frames"]
-    matrix = np.stack([v.toArray() for v in feats.features])
+    matrix = np.stack([np.asarray(v) for v in feats.features])
     assert matrix.shape[1] == 2048 and np.isfinite(matrix).all()
     assert len({row.tobytes() for row in matrix}) == len(matrix)     # no two frames alike
     assert feats.weights.str.startswith("file:inception_v3_notop_imagenet_partial").all()
+
+
+def test_every_table_reads_with_an_independent_delta_reader(spark, run):
+    """delta-rs (the deltalake package: no Spark, no JVM) reads every table the job wrote: only
+    plain SQL types are stored, no Spark ML vectors."""
+    from deltalake import DeltaTable
+
+    for name in TABLES_NAMES:
+        table = DeltaTable(storage.table_path(run["config"], name)).to_pyarrow_table()
+        assert table.num_rows == storage.read(spark, run["config"], name).count(), name
+        assert table.column_names == storage.read(spark, run["config"], name).columns, name
+    features = DeltaTable(storage.table_path(run["config"], "features")).to_pyarrow_table()
+    assert str(features.schema.field("features").type) == "list<element: float>"
+    assert {len(v) for v in features.column("features").to_pylist()} == {2048}
+    motion = DeltaTable(storage.table_path(run["config"], "motion")).to_pyarrow_table()
+    assert motion.num_rows == run["counts"]["frames"]
 
 
 def test_label_join_counts_the_labels_that_match_frames(spark, run, demo_data):

@@ -36,11 +36,13 @@ def test_preprocessing_is_inceptions_own_in_rgb_order(images):
 
 
 def test_spark_udf_matches_plain_keras(spark, images, weights_path):
-    frames = spark.createDataFrame([("v", i, jpeg(img)) for i, img in enumerate(images)],
-                                   "video string, second int, jpeg binary")
+    frames = spark.createDataFrame([("v", i, jpeg(img), "cam") for i, img in enumerate(images)],
+                                   "video string, second int, jpeg binary, camera string")
     out = FZ.with_features(frames, weights=weights_path, identity="id", batch_size=2)
+    assert out.schema["features"].dataType.simpleString() == "array<float>"   # any engine reads it
     rows = sorted(out.collect(), key=lambda r: r.second)
-    feats = np.array([r.features.toArray() for r in rows])
+    feats = np.array([r.features for r in rows])
+    assert {r.camera for r in rows} == {"cam"}
     assert feats.shape == (3, 2048) and np.isfinite(feats).all()
     assert {r.weights for r in rows} == {"id"}
     # different frames give different features
@@ -84,13 +86,13 @@ def cosine(a, b):
 def test_bfloat16_features_are_close_to_float32(spark, images, weights_path):
     """featurizer.precision bfloat16 runs the model in bfloat16 (features differ from float32)
     and stores float32 features whose cosine similarity to float32's is >= 0.99 on every frame."""
-    frames = spark.createDataFrame([("v", i, jpeg(img)) for i, img in enumerate(images)],
-                                   "video string, second int, jpeg binary")
+    frames = spark.createDataFrame([("v", i, jpeg(img), None) for i, img in enumerate(images)],
+                                   "video string, second int, jpeg binary, camera string")
     out = FZ.with_features(frames, weights=weights_path, identity="id+bfloat16", batch_size=2,
                            precision="bfloat16")
-    assert out.schema["features"].dataType.typeName() == "vectorudt"
+    assert out.schema["features"].dataType.simpleString() == "array<float>"
     rows = sorted(out.collect(), key=lambda r: r.second)
-    bf16 = np.array([r.features.toArray() for r in rows])
+    bf16 = np.array([r.features for r in rows])
     f32 = FZ.featurize_jpegs([jpeg(img) for img in images], weights_path, 2)
     assert f32.dtype == np.float32 and bf16.shape == f32.shape
     sim = cosine(bf16, f32)

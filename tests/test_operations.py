@@ -62,8 +62,9 @@ def snapshot(spark, config) -> dict:
     for name in TABLES:
         df = storage.read(spark, config, name).toPandas()
         df = df.drop(columns=[c for c in df.columns if c in RUN_DEPENDENT])
-        if "features" in df.columns:
-            df["features"] = [tuple(np.round(v.toArray(), 5)) for v in df.features]
+        for column in ("features", "motion"):            # arrays of floats
+            if column in df.columns:
+                df[column] = [tuple(np.round(np.asarray(v, dtype=float), 5)) for v in df[column]]
         for column in df.columns:
             if df[column].dtype.kind == "f":      # probabilities, thresholds, areas
                 df[column] = df[column].round(6)

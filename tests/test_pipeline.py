@@ -84,3 +84,35 @@ def test_training_fails_clearly_without_both_classes(spark, tmp_path, small_demo
         train_with_labels("zero.csv", "video,second,label\nWalk1,0,0\nWalk1,1,0\n")
     with pytest.raises(train.TrainingError, match="no labelled frames"):
         train_with_labels("none.csv", "video,second,label\nNoSuchVideo,0,1\n")
+
+
+def test_motion_of_stored_videos_is_measured_again_when_missing_or_outdated(spark, tmp_path):
+    from tests.helpers import write_scene
+
+    write_scene(tmp_path / "train" / "cam1" / "a.mpg", "fast", seconds=4)
+    write_scene(tmp_path / "train" / "cam2" / "b.mpg", "slow", seconds=3)
+    config = make_config(tmp_path, "input.score_videos=null", "extract.split_seconds=2")
+    storage.register_tables(spark, config)
+    first = extract.run(spark, config)
+    assert (first["new_videos"], first["frames"], first["motion_remeasured"]) == (2, 7, 0)
+
+    def motion(cfg):
+        return {(r.video, r.second): (list(r.motion), r.pairs, r.camera, r.motion_version)
+                for r in storage.read(spark, cfg, "motion").collect()}
+
+    before = motion(config)
+    assert len(before) == 7 and {v[2] for v in before.values()} == {"cam1", "cam2"}
+    assert all(v[1] == 9 for v in before.values())
+    frames_version = storage.table_version(spark, config, "frames")
+    # a store whose motion is missing (written before motion existed, or lost)
+    storage.delete_videos(spark, config, "motion", ["cam1/a"])
+    again = extract.run(spark, config)
+    assert (again["new_videos"], again["motion_remeasured"]) == (0, 1)
+    assert motion(config) == before
+    assert storage.table_version(spark, config, "frames") == frames_version   # frames kept
+    # other motion settings: every stored video is measured again
+    narrow = make_config(tmp_path, "input.score_videos=null", "extract.motion_width=96")
+    third = extract.run(spark, narrow)
+    assert third["motion_remeasured"] == 2
+    assert {v[3] for v in motion(narrow).values()} == {"motion-1:w96:fps10"}
+    assert extract.run(spark, narrow)["motion_remeasured"] == 0

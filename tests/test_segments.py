@@ -58,7 +58,8 @@ def test_refresh_replaces_the_segments_of_rescored_videos_and_the_views(spark, t
     now = dt.datetime(2026, 11, 22, 2, 0)
 
     def predictions(video, flags):
-        return [(video, s, f"{video.split('/')[-1]}frame{s:04d}.jpg", 0.9 if f else 0.1, f, "m/1", now, 1)
+        return [(video, s, f"{video.split('/')[-1]}frame{s:04d}.jpg", 0.9 if f else 0.1, f, "m/1", now, 1,
+                 video.split("/")[0], "motion", None)
                 for s, f in enumerate(flags)]
 
     rows = predictions("cam1/night", [0, 1, 1, 0, 1, 0, 0]) + predictions("cam2/day", [1, 0, 0, 0])
@@ -75,8 +76,8 @@ def test_refresh_replaces_the_segments_of_rescored_videos_and_the_views(spark, t
     per_video = {r.video: r for r in spark.sql("SELECT * FROM video_suspicious_seconds").collect()}
     assert (per_video["cam1/night"].flagged_seconds, per_video["cam1/night"].segments) == (3, 1)
     assert (per_video["cam2/day"].scored_seconds, per_video["cam2/day"].segments) == (4, 0)
-    videos = [{"video": v, "path": f"/in/{v}.mpg", "role": "score", "status": "ok", "processed_at": now}
-              for v in ("cam1/night", "cam2/day")]
+    videos = [{"video": v, "path": f"/in/{v}.mpg", "role": "score", "status": "ok", "processed_at": now,
+               "camera": v.split("/")[0]} for v in ("cam1/night", "cam2/day")]
     storage.upsert(spark, config, "videos", spark.createDataFrame(
         [{f: row.get(f) for f in TABLES["videos"].fieldNames()} for row in videos], TABLES["videos"]))
     counts = {r.camera: (r.day, r.videos, r.segments, r.flagged_seconds)

@@ -18,7 +18,7 @@ def test_replace_videos_is_idempotent(spark, cfg):
     from vidspark.schemas import FRAMES
 
     def df(video, seconds, tag):
-        return spark.createDataFrame([(video, s, 0.0, "n", tag, 4, 3) for s in seconds], FRAMES)
+        return spark.createDataFrame([(video, s, 0.0, "n", tag, 4, 3, "c") for s in seconds], FRAMES)
 
     storage.replace_videos(spark, cfg, "frames", df("a", [0, 1, 2], b"1"), ["a"])
     storage.replace_videos(spark, cfg, "frames", df("b", [0], b"1"), ["b"])
@@ -37,7 +37,7 @@ def test_upsert_merges_on_the_key(spark, cfg):
     from vidspark.schemas import FRAMES
 
     def df(items):
-        return spark.createDataFrame([(v, s, 0.0, "n", t, 4, 3) for v, s, t in items], FRAMES)
+        return spark.createDataFrame([(v, s, 0.0, "n", t, 4, 3, "c") for v, s, t in items], FRAMES)
 
     storage.upsert(spark, cfg, "frames", df([("a", 0, b"1"), ("a", 1, b"1")]))
     storage.upsert(spark, cfg, "frames", df([("a", 1, b"2"), ("b", 0, b"1")]))
@@ -48,9 +48,43 @@ def test_tables_survive_reregistration(spark, cfg, tmp_path):
     from vidspark.schemas import FRAMES
 
     storage.replace_videos(spark, cfg, "frames",
-                           spark.createDataFrame([("a", 0, 0.0, "n", b"1", 4, 3)], FRAMES), ["a"])
+                           spark.createDataFrame([("a", 0, 0.0, "n", b"1", 4, 3, "c")], FRAMES), ["a"])
     other = make_config(tmp_path / "other", fmt=cfg["storage"]["format"])
     storage.register_tables(spark, other)            # names now point elsewhere
     assert spark.sql("SELECT count(*) AS n FROM frames").first().n == 0
     storage.register_tables(spark, cfg)              # and back: nothing was lost
     assert spark.table("frames").where(F.col("video") == "a").count() == 1
+
+
+@pytest.mark.parametrize("fmt", ["delta", "parquet"])
+def test_a_store_from_before_cameras_and_array_features_is_migrated_in_place(spark, tmp_path, fmt):
+    """An older vidspark stored features as Spark ML vectors (which other Delta readers refuse)
+    and had no camera columns: registering the tables converts the vectors to array<float> in
+    one commit and adds the columns, keeping every row."""
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql import types as T
+
+    config = make_config(tmp_path, fmt=fmt)
+    old = T.StructType([T.StructField("video", T.StringType(), False),
+                        T.StructField("second", T.IntegerType(), False),
+                        T.StructField("features", VectorUDT(), False),
+                        T.StructField("weights", T.StringType(), False)])
+    rows_ = [("a", s, Vectors.dense([float(s), 0.5, -1.0]), "w") for s in range(3)]
+    writer = spark.createDataFrame(rows_, old).write.mode("overwrite")
+    if fmt == "delta":
+        writer.format("delta").save(storage.table_path(config, "features"))
+    else:
+        writer.partitionBy("video").parquet(storage.table_path(config, "features"))
+    storage.register_tables(spark, config)
+    features = storage.read(spark, config, "features")
+    assert features.schema["features"].dataType == T.ArrayType(T.FloatType())
+    got = sorted((r.video, r.second, list(r.features), r.weights, r.camera) for r in features.collect())
+    assert got == [("a", s, [float(s), 0.5, -1.0], "w", None) for s in range(3)]
+    assert spark.sql("SELECT count(*) AS n FROM features").first().n == 3
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        table = DeltaTable(storage.table_path(config, "features")).to_pyarrow_table()
+        assert table.num_rows == 3 and str(table.schema.field("features").type) == "list<element: float>"
+        storage.register_tables(spark, config)          # nothing left to migrate: no new commit
+        assert storage.table_version(spark, config, "features") == 2   # write, migrate, add camera

@@ -13,14 +13,12 @@ from vidspark.config import ConfigError
 from tests.conftest import fresh_store as _fresh, make_config
 
 
-def _data(spark, config):
-    return train.training_set(storage.read(spark, config, "features"),
-                              storage.read(spark, config, "labels"),
-                              storage.read(spark, config, "videos"))
+def _data(spark, config, groups=("motion",), weights=None):
+    return train.training_set(spark, config, groups, weights)
 
 
 def test_grouped_folds_never_put_a_video_on_both_sides(spark, featurized):
-    config = featurized["config"]
+    config = make_config(featurized["tmp"], "train.group_by=video")
     data = _data(spark, config).cache()
     result = train.cross_validate(spark, data, config)
     videos = {r.video for r in data.select("video").distinct().collect()}
@@ -30,7 +28,8 @@ def test_grouped_folds_never_put_a_video_on_both_sides(spark, featurized):
         validation = {v for v, f in result.folds.items() if f == fold}
         for model in models:
             # the rows each fitted model actually trained on (Spark's training summary)
-            trained_on = {r.video for r in model.summary.predictions.select("video").distinct().collect()}
+            trained_on = {r.video for r in model.stages[-1].summary.predictions
+                          .select("video").distinct().collect()}
             assert trained_on.isdisjoint(validation)
             assert trained_on | validation == videos
     # every out-of-fold prediction comes from the model that did not see its video
@@ -39,9 +38,39 @@ def test_grouped_folds_never_put_a_video_on_both_sides(spark, featurized):
     # class weighting is really a candidate: the weighted model differs
     weighted = [i for i, c in enumerate(result.candidates) if c["class_weighting"]]
     assert len(weighted) == 1
-    coef = [m.coefficients.toArray() for m in result.sub_models[0]]
+    coef = [m.stages[-1].coefficients.toArray() for m in result.sub_models[0]]
     assert not np.allclose(coef[0], coef[1])
-    assert result.sub_models[0][weighted[0]].getWeightCol() == "class_weight"
+    assert result.sub_models[0][weighted[0]].stages[-1].getWeightCol() == "class_weight"
+    data.unpersist()
+
+
+def test_the_sweep_chooses_among_feature_sets_and_model_families(spark, featurized):
+    weights = train.embedding_weights(spark, featurized["config"], train.labelled_keys(
+        storage.read(spark, featurized["config"], "labels"),
+        storage.read(spark, featurized["config"], "videos")))
+    config = make_config(featurized["tmp"], "train.feature_sets=[motion, appearance+motion]",
+                         "train.models=[logistic_regression, gbt, random_forest]",
+                         "train.class_weighting=[false]", "train.gbt.max_iter=[5]",
+                         "train.random_forest.num_trees=[10]", "features.pca_components=4")
+    grid = train.candidates(config)
+    assert [(c["feature_set"], c["model"]) for c in grid] == [
+        (fs, m) for fs in ("motion", "appearance+motion")
+        for m in ("logistic_regression", "gbt", "random_forest")]
+    data = _data(spark, config, ("appearance", "motion"), weights).cache()
+    result = train.cross_validate(spark, data, config)
+    kinds = [[type(s).__name__ for s in m.stages] for m in result.sub_models[0]]
+    assert kinds[0] == ["VectorAssembler", "LogisticRegressionModel"]
+    assert kinds[4] == ["PCAModel", "VectorAssembler", "GBTClassificationModel"]
+    assert kinds[5] == ["PCAModel", "VectorAssembler", "RandomForestClassificationModel"]
+    # the PCA is fit on each fold's training part, inside the model: 4 components next to motion
+    assert result.sub_models[0][5].stages[0].pc.numCols == 4
+    assert len(result.table) == 6 and result.table.feature_set.tolist()[3:] == ["appearance+motion"] * 3
+    assert {"pooled_areaUnderPR", "pooled_areaUnderROC"} <= set(result.metrics)
+    # a tree model's operating threshold cuts its probability like logistic regression's does
+    model = result.sub_models[0][5]
+    train.set_threshold(model, 0.3)
+    out = train._prob(model.transform(data)).select("prob", "prediction").toPandas()
+    assert (out.prediction == (out.prob > 0.3)).all()
     data.unpersist()
 
 
@@ -49,7 +78,8 @@ def test_too_few_labelled_videos_for_the_folds_is_a_clear_error(spark, featurize
     config = make_config(featurized["tmp"], "train.folds=5")
     data = _data(spark, config)
     with pytest.raises(train.TrainingError, match=r"train.folds=5 needs at least 5 labelled train "
-                       r"videos with positive labels .* found 9 labelled videos, 4 with positives"):
+                       r"cameras with positive labels .* found 9 labelled cameras, 4 with "
+                       r"positives. Label more cameras, lower train.folds or set train.group_by: video"):
         train.cross_validate(spark, data, config)
 
 
@@ -116,8 +146,11 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
         assert {"areaUnderPR", "areaUnderROC"} <= set(child.data.metrics)
     parent = parents[0].data
     assert parent.params["folds"] == "3" and parent.params["data.videos"] == "9"
+    assert parent.params["group_by"] == "camera" and parent.params["data.cameras"] == "9"
     assert int(parent.params["data.positives"]) + int(parent.params["data.negatives"]) == report["rows"]
-    assert parent.params["data.weights"].startswith("file:inception_v3_notop_imagenet_partial")
+    # conf/test.yaml trains on motion alone: no embeddings in the model
+    assert parent.params["data.weights"] == "none" and parent.params["feature_set"] == "motion"
+    assert parent.params["data.motion_version"] == "motion-1:w128:fps10"
     assert parent.params["data.features_version"].isdigit()
     assert parent.params["data.labels_version"].isdigit()
     for key in ("areaUnderPR", "areaUnderROC", "precision_at_k", "precision", "recall", "f1",
@@ -137,7 +170,9 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     champion = client.get_model_version_by_alias("vidspark-suspicious", "champion")
     assert int(champion.version) == 1 and champion.run_id == report["run_id"]
     model = tracking.load_spark_model(config, 1)
-    assert model.stages[0].getThreshold() == pytest.approx(parent.metrics["threshold"])
+    assert model.stages[-1].getThreshold() == pytest.approx(parent.metrics["threshold"])
+    assert {champion.tags[k] for k in ("feature_set", "model_type", "motion_version")} == {
+        "motion", "logistic_regression", "motion-1:w128:fps10"}
     frame, threshold = tracking.validation(config)
     assert threshold == pytest.approx(parent.metrics["threshold"]) and len(frame) == report["rows"]
     # scoring uses the champion, records its version and cuts at the stored threshold
@@ -154,15 +189,17 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
 
 
-def _shuffled(featurized, tmp_path, seed: int) -> str:
+def _corrupted(featurized, tmp_path) -> str:
+    """The labels gone bad: every label flipped (a shuffle of 54 seconds can, by chance, still
+    rank well; flipped labels never do)."""
     labels = pd.read_csv(featurized["labels"])
-    labels["label"] = labels.label.sample(frac=1.0, random_state=seed).to_numpy()
-    path = tmp_path / f"shuffled-{seed}.csv"
+    labels["label"] = 1 - labels.label
+    path = tmp_path / "flipped.csv"
     labels.to_csv(path, index=False)
     return str(path)
 
 
-def test_better_data_takes_the_alias_and_shuffled_labels_do_not(spark, featurized, tmp_path):
+def test_better_data_takes_the_alias_and_corrupted_labels_do_not(spark, featurized, tmp_path):
     from mlflow import MlflowClient
 
     config = _fresh(spark, featurized, tmp_path)
@@ -188,8 +225,8 @@ def test_better_data_takes_the_alias_and_shuffled_labels_do_not(spark, featurize
     assert "beats the champion's" in second["train"]["decision"]
     assert champion() == 2
     assert second["score"]["model_version"] == 2 and second["score"]["scored"] == 6 * 6
-    # 3. shuffled labels: version 3 stays a candidate, scoring stays on version 2
-    third = night(_shuffled(featurized, tmp_path, 3))
+    # 3. corrupted labels: version 3 stays a candidate, scoring stays on version 2
+    third = night(_corrupted(featurized, tmp_path))
     print(third["train"]["decision"])
     assert third["train"]["model_version"] == 3 and not third["train"]["champion"]
     assert "does not beat the champion's" in third["train"]["decision"]
@@ -209,7 +246,20 @@ def test_better_data_takes_the_alias_and_shuffled_labels_do_not(spark, featurize
 
 
 def test_promote_setting_overrides_the_comparison(tmp_path):
-    assert train.decide(None, None, {}, "w", make_config(tmp_path, "train.promote=never")) == (
+    assert train.decide(None, None, {}, {}, make_config(tmp_path, "train.promote=never")) == (
         False, "train.promote=never")
-    assert train.decide(None, None, {}, "w", make_config(tmp_path, "train.promote=always")) == (
+    assert train.decide(None, None, {}, {}, make_config(tmp_path, "train.promote=always")) == (
         True, "train.promote=always")
+
+
+def test_a_champion_whose_features_can_no_longer_be_built_is_named():
+    now = {"weights": "file:w.h5:sha256=1", "motion_version": "motion-1:w128:fps10"}
+    assert train.unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w128:fps10",
+                                  "weights": "none"}, now) is None
+    assert train.unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w64:fps10"},
+                                 now) == "other motion features (motion-1:w64:fps10)"
+    assert train.unusable_inputs({"feature_set": "appearance", "weights": "file:w.h5:sha256=1"},
+                                 now) is None
+    # a model from before feature sets: the raw embedding
+    assert train.unusable_inputs({"weights": "file:old.h5:sha256=2"}, now) == \
+        "other embeddings (file:old.h5:sha256=2)"

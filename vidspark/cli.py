@@ -86,10 +86,11 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
 def sql_main(argv=None) -> None:
     """``vidspark-sql --config conf/x.yaml "SELECT ..."``: run a query, print CSV with a header."""
     parser = _parser("Run SQL against the vidspark tables and print CSV.")
-    parser.add_argument("query", help="SQL; tables: videos, frames, features, labels, "
+    parser.add_argument("query", help="SQL; tables: videos, frames, motion, features, labels, "
                                       "predictions, segments, reviews, models, runs; views: "
                                       "segments_tonight, segments_to_review, "
-                                      "video_suspicious_seconds, camera_daily_counts")
+                                      "video_suspicious_seconds, camera_daily_counts, "
+                                      "camera_anomalies")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = _load(args)

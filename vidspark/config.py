@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
@@ -146,6 +147,8 @@ def _validate(config: dict) -> None:
     gap = get(config, "segments.max_gap_seconds")
     if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
         raise ConfigError(f"segments.max_gap_seconds must be a non-negative integer, not {gap!r}")
+    _validate_camera(config)
+    _validate_features(config)
     _validate_train(config)
     threads = get(config, "featurizer.threads")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
@@ -170,30 +173,129 @@ def _positive_int(key: str, value) -> None:
 
 
 PRECISIONS = ("float32", "bfloat16")
-GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")
+GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")   # logistic regression
+CAMERA_MODES = ("folder", "parent", "regex")
+GROUP_BY = ("camera", "video")
+#: The feature groups a feature set joins with '+' (see vidspark.feature_sets).
+FEATURE_GROUPS = ("appearance", "motion", "change", "anomaly")
+#: Model families of the sweep and the grid keys of each (the logistic regression's are train.*).
+MODEL_FAMILIES = {
+    "logistic_regression": GRID_KEYS,
+    "gbt": ("max_iter", "max_depth", "step_size"),
+    "random_forest": ("num_trees", "max_depth", "min_instances_per_node"),
+}
+
+
+def camera_of(video: str, config: Mapping) -> str:
+    """The camera of a video (its name relative to the input folder, without extension), by
+    ``input.camera``: ``folder`` the top-level folder (``cam1`` for ``cam1/2026-11-01/0800``),
+    ``parent`` the folder that holds it (``cam1/2026-11-01``), ``regex`` the match of
+    ``input.camera_regex`` in the name (its group ``camera``, else group 1, else the whole
+    match). A video with no folder, or that the regex does not match, is its own camera."""
+    mode = config["input"]["camera"]
+    if mode == "regex":
+        m = re.search(config["input"]["camera_regex"], video)
+        if m is None:
+            return video
+        if "camera" in m.re.groupindex:
+            return m.group("camera") or video
+        return (m.group(1) if m.re.groups else m.group(0)) or video
+    if "/" not in video:
+        return video
+    return video.split("/", 1)[0] if mode == "folder" else video.rsplit("/", 1)[0]
+
+
+def parse_feature_set(name) -> tuple[str, ...]:
+    """The groups of a feature set name such as ``motion+change`` (checked, in the given order)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a feature set must be a name such as 'motion' or 'motion+change', "
+                          f"not {name!r}")
+    groups = tuple(g.strip() for g in name.split("+"))
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if unknown or len(set(groups)) != len(groups):
+        raise ConfigError(f"feature set '{name}': groups are {', '.join(FEATURE_GROUPS)}, joined "
+                          "by '+', each at most once")
+    return groups
+
+
+def _validate_camera(config: dict) -> None:
+    mode = config["input"]["camera"]
+    if mode not in CAMERA_MODES:
+        raise ConfigError(f"input.camera must be one of {', '.join(CAMERA_MODES)}, not {mode!r}")
+    pattern = config["input"]["camera_regex"]
+    if mode == "regex":
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError("input.camera is regex but input.camera_regex is not set")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"input.camera_regex is not a valid regular expression: {exc}") from None
+
+
+def _validate_features(config: dict) -> None:
+    for key in ("extract.motion_width", "features.background_samples",
+                "features.anomaly_min_seconds"):
+        _positive_int(key, get(config, key))
+    if get(config, "extract.motion_width") < 32:
+        raise ConfigError("extract.motion_width must be at least 32")
+    fps = get(config, "extract.motion_fps")
+    if not _number(fps) or not 0 < fps <= 60:
+        raise ConfigError(f"extract.motion_fps must be a number in (0, 60], not {fps!r}")
+    for key in ("features.context_seconds", "features.pca_components"):
+        value = get(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, not {value!r}")
 METRICS = ("areaUnderPR", "areaUnderROC")
 THRESHOLDS = ("max_f1", "recall", "precision")
 PROMOTE = ("auto", "always", "never")
+
+
+def _grid_list(section: dict, key: str, dotted: str) -> list:
+    values = section[key] if isinstance(section[key], list) else [section[key]]
+    if not values:
+        raise ConfigError(f"{dotted} must not be an empty list")
+    section[key] = values
+    return values
+
+
+def _validate_grid_value(dotted: str, key: str, value) -> None:
+    if key in ("max_iter", "max_depth", "num_trees", "min_instances_per_node"):
+        _positive_int(dotted, value)
+        if key == "max_depth" and value > 30:
+            raise ConfigError(f"{dotted} must be at most 30 (Spark's limit), not {value!r}")
+    elif key == "class_weighting":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{dotted} must be true or false, not {value!r}")
+    elif key == "step_size":
+        if not _number(value) or not 0 < value <= 1:
+            raise ConfigError(f"{dotted} must be in (0, 1], not {value!r}")
+    elif not _number(value) or value < 0 or (key == "elastic_net_param" and value > 1):
+        bound = "between 0 and 1" if key == "elastic_net_param" else "a non-negative number"
+        raise ConfigError(f"{dotted} must be {bound}, not {value!r}")
 
 
 def _validate_train(config: dict) -> None:
     train = config["train"]
     if train["folds"] < 2:
         raise ConfigError("train.folds must be at least 2")
-    for key in GRID_KEYS:
-        values = train[key] if isinstance(train[key], list) else [train[key]]
-        if not values:
-            raise ConfigError(f"train.{key} must not be an empty list")
-        for value in values:
-            if key == "max_iter":
-                _positive_int("train.max_iter", value)
-            elif key == "class_weighting":
-                if not isinstance(value, bool):
-                    raise ConfigError(f"train.class_weighting must be true or false, not {value!r}")
-            elif not _number(value) or value < 0 or (key == "elastic_net_param" and value > 1):
-                bound = "between 0 and 1" if key == "elastic_net_param" else "a non-negative number"
-                raise ConfigError(f"train.{key} must be {bound}, not {value!r}")
-        train[key] = values
+    if train["group_by"] not in GROUP_BY:
+        raise ConfigError(f"train.group_by must be one of {', '.join(GROUP_BY)}, "
+                          f"not {train['group_by']!r}")
+    for name in _grid_list(train, "feature_sets", "train.feature_sets"):
+        parse_feature_set(name)
+    if len(set(train["feature_sets"])) != len(train["feature_sets"]):
+        raise ConfigError("train.feature_sets lists a feature set twice")
+    models = _grid_list(train, "models", "train.models")
+    for model in models:
+        if model not in MODEL_FAMILIES:
+            raise ConfigError(f"train.models: unknown model family {model!r} (known: "
+                              f"{', '.join(MODEL_FAMILIES)})")
+    for family, keys in MODEL_FAMILIES.items():
+        section = train if family == "logistic_regression" else train[family]
+        prefix = "train." if family == "logistic_regression" else f"train.{family}."
+        for key in keys:
+            for value in _grid_list(section, key, prefix + key):
+                _validate_grid_value(prefix + key, key, value)
     if train["metric"] not in METRICS:
         raise ConfigError(f"train.metric must be one of {', '.join(METRICS)}, not {train['metric']!r}")
     if train["threshold"] not in THRESHOLDS:

@@ -1,9 +1,13 @@
-"""Extract stage: discover video files, hash and probe them, decode one frame per second.
+"""Extract stage: discover video files, hash and probe them, decode one frame per second and
+measure the motion inside every second in the same pass.
 
 All per-file work runs in Spark tasks (``mapInPandas``): hashing and probing one task per file,
 decoding one task per time range, a long video being split into ranges of
 ``extract.split_seconds`` so it does not serialise the job. Files that cannot be used become
 ``videos`` rows with status ``quarantined`` and the reason; the stage goes on with the rest.
+Every video gets a ``camera`` (``input.camera``). Videos stored before their motion was measured
+with the current ``extract.motion_*`` settings (an older store, or changed settings) are decoded
+again for motion only; their frames are kept.
 """
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from vidspark import storage, video as V
-from vidspark.config import ConfigError, local_path
+from vidspark import motion as M, storage, video as V
+from vidspark.config import ConfigError, camera_of, local_path
 from vidspark.schemas import TABLES
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,7 @@ _CANDIDATES = T.StructType([
     T.StructField("role", T.StringType()),
     T.StructField("size", T.LongType()),
     T.StructField("mtime_ns", T.LongType()),
+    T.StructField("camera", T.StringType()),
 ])
 
 _PROBED = T.StructType(_CANDIDATES.fields + [
@@ -53,18 +58,27 @@ _RANGES = T.StructType([
     T.StructField("range_end", T.IntegerType()),    # null: open-ended
     T.StructField("first_ts_ms", T.DoubleType()),
     T.StructField("fps", T.DoubleType()),
+    T.StructField("camera", T.StringType()),
 ])
 
-# Output of the decode tasks: frame rows (kind 'frame') and one bookkeeping row per range.
+_FIRST = T.StructType([T.StructField("video", T.StringType()),
+                       T.StructField("first_ts_ms", T.DoubleType())])
+
+# Output of the decode tasks: frame rows (kind 'frame', with the second's motion) and one
+# bookkeeping row per range.
 _DECODED = T.StructType([
     T.StructField("kind", T.StringType()),
     T.StructField("video", T.StringType()),
     T.StructField("second", T.IntegerType()),
     T.StructField("ts_ms", T.DoubleType()),
     T.StructField("frame_name", T.StringType()),
-    T.StructField("jpeg", T.BinaryType()),
+    T.StructField("jpeg", T.BinaryType()),           # null when decoding for motion only
     T.StructField("width", T.IntegerType()),
     T.StructField("height", T.IntegerType()),
+    T.StructField("camera", T.StringType()),
+    T.StructField("motion", T.ArrayType(T.FloatType())),
+    T.StructField("pairs", T.IntegerType()),
+    T.StructField("thumb", T.BinaryType()),
     T.StructField("decoded", T.LongType()),
     T.StructField("last_ts_ms", T.DoubleType()),
     T.StructField("error", T.StringType()),
@@ -161,7 +175,7 @@ def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str
             name = video_name(f["path"], base)
             prev = found.get(name)
             if prev is None:
-                found[name] = dict(f, video=name, role=role)
+                found[name] = dict(f, video=name, role=role, camera=camera_of(name, config))
             elif prev["path"] == f["path"]:
                 prev["role"] = "train+score"
             else:
@@ -209,33 +223,62 @@ def _probe_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
         yield _pandas(rows, _PROBED)
 
 
-def _decode_partitions_fn(jpeg_quality: int, seek_margin: float, max_side: int):
+def _first_timestamps(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """(video, first decoded timestamp) of stored videos; None when the file cannot be read."""
+    for batch in batches:
+        rows = []
+        for rec in batch.to_dict("records"):
+            first = None
+            try:
+                first = V.probe(rec["path"]).first_ts_ms
+            except Exception as exc:  # gone or changed since: it is handled on its next discovery
+                log.warning("%s: cannot measure motion: %s", rec["path"], exc)
+            rows.append({"video": rec["video"], "first_ts_ms": first})
+        yield _pandas(rows, _FIRST)
+
+
+def _decode_partitions_fn(jpeg_quality: int, seek_margin: float, max_side: int,
+                          motion_width: int, motion_fps: float, frames: bool = True):
     def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for rec in batch.to_dict("records"):
-                yield _decode_range(rec, jpeg_quality, seek_margin, max_side)
+                yield _decode_range(rec, jpeg_quality, seek_margin, max_side, motion_width,
+                                    motion_fps, frames)
     return decode
 
 
-def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: int) -> pd.DataFrame:
+def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: int,
+                  motion_width: int = 128, motion_fps: float = 10.0,
+                  frames: bool = True) -> pd.DataFrame:
+    """Decode one time range: a row per second (its JPEG unless ``frames`` is false, and its
+    motion, unless ``motion_width`` is 0) and one bookkeeping row."""
+    start = int(rec["range_start"])
     end = None if pd.isna(rec["range_end"]) else int(rec["range_end"])
     stats = V.RangeStats()
+    sampler = (M.MotionSampler(width=motion_width, fps=motion_fps, start=start, end=end)
+               if motion_width else None)
     rows = []
     error = None
     try:
         for second, ts_ms, frame in V.sample_seconds(
-                rec["path"], start=int(rec["range_start"]), end=end,
+                rec["path"], start=start, end=end,
                 first_ts_ms=float(rec["first_ts_ms"]), fps=float(rec["fps"] or 0),
-                seek_margin=seek_margin, stats=stats):
-            frame = V.fit_within(frame, max_side)
-            h, w = frame.shape[:2]
-            rows.append({"kind": "frame", "video": rec["video"], "second": second, "ts_ms": ts_ms,
-                         "frame_name": V.frame_name(rec["path"], second),
-                         "jpeg": V.encode_jpeg(frame, jpeg_quality), "width": w, "height": h})
+                seek_margin=seek_margin, stats=stats, motion=sampler):
+            row = {"kind": "frame", "video": rec["video"], "second": second, "ts_ms": ts_ms,
+                   "frame_name": V.frame_name(rec["path"], second), "camera": rec.get("camera")}
+            if frames:
+                frame = V.fit_within(frame, max_side)
+                row.update(jpeg=V.encode_jpeg(frame, jpeg_quality), height=frame.shape[0],
+                           width=frame.shape[1])
+            rows.append(row)
     except V.VideoError as exc:
         error = str(exc)
     except Exception as exc:
         error = f"decoding failed: {type(exc).__name__}: {exc}"
+    if sampler is not None:
+        for row in rows:
+            row["motion"], row["pairs"] = sampler.vector(row["second"])
+            row["thumb"] = sampler.thumbs.get(row["second"])
     if stats.restarted:
         log.warning("%s: seek to %ss overshot; range decoded from the start", rec["video"],
                     rec["range_start"])
@@ -253,7 +296,8 @@ def _quarantine_row(rec: dict, reason: str, now: dt.datetime) -> dict:
             "content_hash": rec.get("content_hash"), "fps": rec.get("fps"),
             "width": rec.get("width"), "height": rec.get("height"), "duration": None,
             "frame_count": None, "header_frame_count": rec.get("header_frame_count"),
-            "seconds": 0, "status": QUARANTINED, "error": reason, "processed_at": now}
+            "seconds": 0, "status": QUARANTINED, "error": reason, "processed_at": now,
+            "camera": rec.get("camera")}
 
 
 def _none_if_nan(value):
@@ -261,13 +305,14 @@ def _none_if_nan(value):
 
 
 def run(spark: SparkSession, config: Mapping) -> dict:
-    """Bring ``videos`` and ``frames`` up to date with the input folders.
+    """Bring ``videos``, ``frames`` and ``motion`` up to date with the input folders.
 
     A file is new when its content hash is unseen. A file whose path, size and modification
     time match its stored row is not even hashed again; one whose hash is unchanged only gets
-    its ``videos`` row updated (path, role, no longer missing). New and changed files are
-    decoded, and a changed file's old frames, features and predictions are replaced. A file that
-    disappeared keeps its rows and gets ``missing_since`` set.
+    its ``videos`` row updated (path, role, camera, no longer missing). New and changed files are
+    decoded, and a changed file's old frames, motion, features and predictions are replaced. A
+    file that disappeared keeps its rows and gets ``missing_since`` set. Stored videos whose
+    motion is missing or was measured with other settings are decoded again for motion only.
     """
     candidates, listed, problems = discover(spark, config)
     known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
@@ -281,10 +326,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         if r["video"] not in unchanged_ids and (
                 r["content_hash"] is None or old is None or old["content_hash"] != r["content_hash"]):
             todo.append(r)
-        elif (old["path"], old["role"], old["mtime_ns"], old["missing_since"]) != (
-                r["path"], r["role"], r["mtime_ns"], None):
+        elif (old["path"], old["role"], old["mtime_ns"], old["missing_since"], old["camera"]) != (
+                r["path"], r["role"], r["mtime_ns"], None, r["camera"]):
             touched.append(dict(old, path=r["path"], role=r["role"], mtime_ns=r["mtime_ns"],
-                                missing_since=None))
+                                missing_since=None, camera=r["camera"]))
     present = {c["video"] for c in candidates}
     gone = [dict(old, missing_since=now) for video, old in known.items()
             if video not in present and old["missing_since"] is None
@@ -293,17 +338,26 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     video_rows = [_quarantine_row(r, r["error"], now) for r in todo if r["error"]]
     video_rows += _decode(spark, config, [r for r in todo if not r["error"]], now)
 
-    # Frames, features and predictions of videos that changed or turned bad go.
+    # Frames, motion, features and predictions of videos that changed or turned bad go.
     stale = [v["video"] for v in video_rows if v["video"] in known]
     bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
-    for table, videos in (("frames", bad), ("features", stale), ("predictions", stale),
-                          ("segments", stale)):
+    for table, videos in (("frames", bad), ("motion", bad), ("features", stale),
+                          ("predictions", stale), ("segments", stale)):
         storage.delete_videos(spark, config, table, videos)
+    recamera = [t for t in touched if t["camera"] != known[t["video"]]["camera"]
+                and t["status"] == OK]
+    if recamera:
+        cameras = spark.createDataFrame([(t["video"], t["camera"]) for t in recamera],
+                                        "video string, camera string")
+        for table in ("frames", "motion", "features", "predictions"):
+            storage.set_camera(spark, config, table, cameras)
+        log.info("extract: camera set for %d stored videos", len(recamera))
     updates = video_rows + touched + gone
     if updates:
         columns = TABLES["videos"].fieldNames()
         rows = [{k: _none_if_nan(row.get(k)) for k in columns} for row in updates]
         storage.upsert(spark, config, "videos", spark.createDataFrame(rows, TABLES["videos"]))
+    remeasured = _backfill_motion(spark, config, present)
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)
     for v in video_rows:
@@ -315,11 +369,18 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     report = {"read": len(candidates), "written": frames, "skipped": len(candidates) - len(todo),
               "quarantined": len(video_rows) - n_ok, "new_videos": len(todo), "ok": n_ok,
               "frames": frames, "missing": len(gone), "problems": problems,
+              "motion_version": _motion_version(config), "motion_remeasured": remeasured,
               "max_worker_rss_mb": _max_rss(video_rows)}
     log.info("extract: %d files, %d new videos (%d ok, %d quarantined), %d unchanged skipped, "
-             "%d missing, %d frames", len(candidates), len(todo), n_ok, report["quarantined"],
-             report["skipped"], len(gone), frames)
+             "%d missing, %d frames, motion measured again for %d stored videos", len(candidates),
+             len(todo), n_ok, report["quarantined"], report["skipped"], len(gone), frames,
+             remeasured)
     return report
+
+
+def _motion_version(config: Mapping) -> str:
+    ex = config["extract"]
+    return M.identity(int(ex["motion_width"]), float(ex["motion_fps"]))
 
 
 def _same_file(old: Optional[dict], new: dict) -> bool:
@@ -342,21 +403,35 @@ def _probe(spark: SparkSession, candidates: list[dict]) -> list[dict]:
     return [r.asDict() for r in df.mapInPandas(_probe_partitions, _PROBED).collect()]
 
 
+def _ranges(decodable: list[dict], split_seconds: int) -> list[tuple]:
+    return [(r["video"], r["path"], start, end, float(r["first_ts_ms"]), float(r["fps"] or 0.0),
+             r.get("camera"))
+            for r in decodable
+            for start, end in V.plan_ranges(
+                (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0, split_seconds)]
+
+
+def _decoder(config: Mapping, frames: bool = True):
+    ex = config["extract"]
+    return _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]),
+                                 int(ex["max_side"]), int(ex["motion_width"]),
+                                 float(ex["motion_fps"]), frames)
+
+
+def _motion_rows(decoded, version: str):
+    return decoded.select("video", "second", "camera", "motion", "pairs", "thumb",
+                          F.lit(version).alias("motion_version"))
+
+
 def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) -> list[dict]:
-    """Decode the videos (one task per time range), write their frames, return their
+    """Decode the videos (one task per time range), write their frames and motion, return their
     ``videos`` rows (``ok``, or ``quarantined`` when too little could be decoded)."""
     if not decodable:
         return []
     ex = config["extract"]
-    ranges = [(r["video"], r["path"], start, end, float(r["first_ts_ms"]), float(r["fps"] or 0.0))
-              for r in decodable
-              for start, end in V.plan_ranges(
-                  (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0,
-                  int(ex["split_seconds"]))]
-    decode = _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]),
-                                   int(ex["max_side"]))
+    ranges = _ranges(decodable, int(ex["split_seconds"]))
     decoded = (spark.createDataFrame(ranges, _RANGES).repartition(len(ranges))
-               .mapInPandas(decode, _DECODED)
+               .mapInPandas(_decoder(config), _DECODED)
                .persist(StorageLevel.MEMORY_AND_DISK))
     try:
         summary = _summarise(decoded.where(F.col("kind") == "range")
@@ -366,12 +441,50 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
         rows = [_video_row(r, summary[r["video"]], counts.get(r["video"], 0),
                            int(ex["min_frames"]), now) for r in decodable]
         ok = [v["video"] for v in rows if v["status"] == OK]
-        # Frames first, then (by the caller) the `videos` row: a crash in between leaves the hash
-        # unseen, so the next run redoes the video and replaces its frames, never duplicates them.
-        storage.replace_videos(spark, config, "frames", frames.where(F.col("video").isin(ok)), ok)
+        # Frames and motion first, then (by the caller) the `videos` row: a crash in between
+        # leaves the hash unseen, so the next run redoes the video and replaces its rows, never
+        # duplicates them.
+        ok_frames = frames.where(F.col("video").isin(ok))
+        storage.replace_videos(spark, config, "frames", ok_frames, ok)
+        storage.replace_videos(spark, config, "motion",
+                               _motion_rows(ok_frames, _motion_version(config)), ok)
     finally:
         decoded.unpersist()
     return rows
+
+
+def _backfill_motion(spark: SparkSession, config: Mapping, present: set) -> int:
+    """Measure the motion of stored ``ok`` videos that have none under the current settings
+    (decoding again, without re-encoding frames); returns how many videos were measured."""
+    version = _motion_version(config)
+    measured = (storage.read(spark, config, "motion").where(F.col("motion_version") == version)
+                .select("video").distinct())
+    videos = (storage.read(spark, config, "videos")
+              .where((F.col("status") == OK) & F.col("missing_since").isNull())
+              .join(measured, "video", "left_anti").collect())
+    videos = [r.asDict() for r in videos if r.video in present]
+    if not videos:
+        return 0
+    log.info("extract: measuring motion (%s) of %d stored videos", version, len(videos))
+    # A range needs the first frame's timestamp, which the videos row lacks: probe (in tasks).
+    parts = min(len(videos), spark.sparkContext.defaultParallelism * 4)
+    first = {r.video: r.first_ts_ms for r in
+             spark.createDataFrame([(r["video"], r["path"]) for r in videos], "video string, path string")
+             .repartition(parts).mapInPandas(_first_timestamps, _FIRST)
+             .collect()}
+    videos = [dict(r, first_ts_ms=first.get(r["video"])) for r in videos
+              if first.get(r["video"]) is not None]
+    if not videos:
+        return 0
+    ranges = _ranges(videos, int(config["extract"]["split_seconds"]))
+    decoded = (spark.createDataFrame(ranges, _RANGES).repartition(max(1, len(ranges)))
+               .mapInPandas(_decoder(config, frames=False), _DECODED)
+               .where(F.col("kind") == "frame"))
+    # Only seconds that have a frame: motion rows match the frames table key for key.
+    stored = storage.read(spark, config, "frames").select("video", "second")
+    rows = _motion_rows(decoded, version).join(stored, ["video", "second"], "left_semi")
+    storage.replace_videos(spark, config, "motion", rows, [r["video"] for r in videos])
+    return len(videos)
 
 
 def _video_row(r: dict, s: dict, n: int, min_frames: int, now) -> dict:
@@ -385,7 +498,7 @@ def _video_row(r: dict, s: dict, n: int, min_frames: int, now) -> dict:
             "height": r["height"], "duration": s["last_ts_ms"] / 1000.0,
             "frame_count": s["decoded"], "header_frame_count": r["header_frame_count"],
             "seconds": n, "status": OK, "error": s["error"], "processed_at": now,
-            "max_rss_mb": s["max_rss_mb"]}
+            "max_rss_mb": s["max_rss_mb"], "camera": r.get("camera")}
 
 
 def _summarise(per_range) -> dict:

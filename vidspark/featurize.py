@@ -1,5 +1,6 @@
 """Featurize stage: JPEG frames -> 2048 InceptionV3 features (Keras, ``include_top=False``,
-``pooling="avg"``, 299x299, InceptionV3's own preprocessing, RGB order).
+``pooling="avg"``, 299x299, InceptionV3's own preprocessing, RGB order), stored as
+``array<float>`` (any Delta reader can read them; train and score build ML vectors).
 
 The model runs in an iterator pandas UDF and is loaded once per Python worker (a module-level
 cache survives across tasks because Spark reuses Python workers). Arrow batches are kept small
@@ -33,7 +34,6 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -275,12 +275,14 @@ def _features_udf(weights: str, batch_size: int, seed: int, precision: str = "fl
 def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size: int,
                   seed: int = 0, precision: str = "float32", threads: int = 0,
                   gpu_batch_size: int = 128) -> DataFrame:
-    """``frames`` (video, second, jpeg) -> (video, second, features vector, weights identity)."""
+    """``frames`` (video, second, jpeg, camera) -> (video, second, features as array<float>,
+    weights identity, camera)."""
     udf = _features_udf(weights, batch_size, seed, precision, threads, gpu_batch_size)
     return frames.select(
         "video", "second",
-        array_to_vector(udf(F.col("jpeg"))).alias("features"),
+        udf(F.col("jpeg")).alias("features"),
         F.lit(identity).alias("weights"),
+        "camera",
     )
 
 
@@ -351,7 +353,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             .select("video", "second"))
     todo = (frames.join(ok_videos, "video", "left_semi")
             .join(done, ["video", "second"], "left_anti")
-            .select("video", "second", "jpeg"))
+            .select("video", "second", "jpeg", "camera"))
     n = todo.count()
     total = frames.count()
     if n == 0:

@@ -118,8 +118,8 @@ def top_predictions(spark: SparkSession, config: Mapping, n: int = 10):
 def summary(spark: SparkSession, config: Mapping, n: int = 10) -> str:
     """A short human summary: where the tables are, their sizes, the top ranked frames."""
     lines = [f"tables under {storage.root(config)}/tables ({config['storage']['format']}):"]
-    for name in ("videos", "frames", "features", "labels", "predictions", "segments", "reviews",
-                 "models"):
+    for name in ("videos", "frames", "motion", "features", "labels", "predictions", "segments",
+                 "reviews", "models"):
         lines.append(f"  {name:<12} {storage.read(spark, config, name).count():>7} rows")
     quarantined = (storage.read(spark, config, "videos").where(F.col("status") == "quarantined")
                    .select("video", "error").collect())

@@ -1,7 +1,13 @@
 """Table schemas: the contract documented in README.md. Every table is keyed by (video, second)
-except ``videos`` (one row per input file, keyed by video) and ``models`` (one row per fit)."""
-from pyspark.ml.linalg import VectorUDT
+except ``videos`` (one row per input file, keyed by video) and ``models`` (one row per fit).
+
+Only plain SQL types are stored (no Spark ML vectors), so any Delta reader (delta-rs, DuckDB,
+Trino, Polars) reads every table; ML vectors are built inside train and score. Columns added
+after a table was first written are appended at the end (``storage`` adds them to old tables).
+"""
 from pyspark.sql import types as T
+
+FLOATS = T.ArrayType(T.FloatType())
 
 VIDEOS = T.StructType([
     T.StructField("video", T.StringType(), False),
@@ -21,6 +27,7 @@ VIDEOS = T.StructType([
     T.StructField("error", T.StringType(), True),
     T.StructField("processed_at", T.TimestampType(), True),
     T.StructField("missing_since", T.TimestampType(), True),  # set while the file is gone
+    T.StructField("camera", T.StringType(), True),            # input.camera of the video's name
 ])
 
 FRAMES = T.StructType([
@@ -31,13 +38,25 @@ FRAMES = T.StructType([
     T.StructField("jpeg", T.BinaryType(), False),
     T.StructField("width", T.IntegerType(), False),
     T.StructField("height", T.IntegerType(), False),
+    T.StructField("camera", T.StringType(), True),
+])
+
+MOTION = T.StructType([    # per-second motion, computed while the frames are decoded (vidspark.motion)
+    T.StructField("video", T.StringType(), False),
+    T.StructField("second", T.IntegerType(), False),
+    T.StructField("camera", T.StringType(), True),
+    T.StructField("motion", FLOATS, False),                 # vidspark.motion.FEATURE_NAMES, in order
+    T.StructField("pairs", T.IntegerType(), False),          # frame pairs measured inside the second
+    T.StructField("thumb", T.BinaryType(), False),           # 32x24 grayscale thumbnail, row-major
+    T.StructField("motion_version", T.StringType(), False),  # algorithm, width and rate
 ])
 
 FEATURES = T.StructType([
     T.StructField("video", T.StringType(), False),
     T.StructField("second", T.IntegerType(), False),
-    T.StructField("features", VectorUDT(), False),           # 2048 InceptionV3 pooled activations
+    T.StructField("features", FLOATS, False),                # 2048 InceptionV3 pooled activations
     T.StructField("weights", T.StringType(), False),         # identity of the weights used
+    T.StructField("camera", T.StringType(), True),
 ])
 
 LABELS = T.StructType([
@@ -56,6 +75,9 @@ PREDICTIONS = T.StructType([
     T.StructField("model_id", T.StringType(), False),         # <registered model name>/<version>
     T.StructField("scored_at", T.TimestampType(), False),
     T.StructField("model_version", T.LongType(), True),      # registered version that scored it
+    T.StructField("camera", T.StringType(), True),
+    T.StructField("feature_set", T.StringType(), True),      # the champion's feature set
+    T.StructField("anomaly_score", T.DoubleType(), True),    # label-free, per camera (vidspark.feature_sets)
 ])
 
 MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the model
@@ -76,6 +98,9 @@ MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the mo
     T.StructField("area_under_roc", T.DoubleType(), True),
     T.StructField("champion", T.BooleanType(), True),          # holds the champion alias (as of the last run)
     T.StructField("decision", T.StringType(), True),           # why it did or did not become champion
+    T.StructField("feature_set", T.StringType(), True),        # e.g. motion, motion+change
+    T.StructField("model_type", T.StringType(), True),         # random_forest | gbt | logistic_regression
+    T.StructField("motion_version", T.StringType(), True),     # of the motion features it was trained on
 ])
 
 SEGMENTS = T.StructType([  # consecutive flagged seconds of one video (see vidspark.segments)
@@ -123,12 +148,13 @@ RUNS = T.StructType([
     T.StructField("error", T.StringType(), True),
 ])
 
-TABLES_NAMES = ("videos", "frames", "features", "labels", "predictions", "segments", "reviews",
-                "models", "runs")
+TABLES_NAMES = ("videos", "frames", "motion", "features", "labels", "predictions", "segments",
+                "reviews", "models", "runs")
 
 TABLES = {
     "videos": VIDEOS,
     "frames": FRAMES,
+    "motion": MOTION,
     "features": FEATURES,
     "labels": LABELS,
     "predictions": PREDICTIONS,

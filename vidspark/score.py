@@ -1,4 +1,11 @@
-"""Score stage: apply the champion model to features of the score videos and write ``predictions``."""
+"""Score stage: apply the champion model to the score videos' seconds and write ``predictions``.
+
+Every prediction row carries two rankings: ``prob_suspicious``, the champion's probability (for
+every camera: the model was trained on labelled cameras and scores the others with behaviour
+features; how well that transfers to unseen cameras is what ``make eval`` measures, with whole
+cameras held out), and ``anomaly_score``, a label-free score of how much more activity the
+second shows than is usual for its own camera (``vidspark.feature_sets``).
+"""
 from __future__ import annotations
 
 import logging
@@ -8,7 +15,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import segments, storage, tracking, train
+from vidspark import feature_sets, segments, storage, tracking, train
 
 log = logging.getLogger(__name__)
 
@@ -17,42 +24,57 @@ class NoChampionError(RuntimeError):
     """There is no model to score with."""
 
 
-def with_predictions(features: DataFrame, model, model_id: str, version: int) -> DataFrame:
-    """(video, second, frame_name, features) -> the ``predictions`` columns. ``prediction`` uses
-    the threshold stored in the model."""
+def with_predictions(features: DataFrame, model, model_id: str, version: int,
+                     feature_set: str) -> DataFrame:
+    """(video, second, camera, frame_name, anomaly_score, the model's input columns) -> the
+    ``predictions`` columns. ``prediction`` uses the threshold stored in the model."""
     return (model.transform(features)
             .select("video", "second", "frame_name",
                     vector_to_array("probability")[1].alias("prob_suspicious"),
                     F.col("prediction").cast("int").alias("prediction"),
                     F.lit(model_id).alias("model_id"),
                     F.current_timestamp().alias("scored_at"),
-                    F.lit(version).cast("long").alias("model_version")))
+                    F.lit(version).cast("long").alias("model_version"),
+                    "camera", F.lit(feature_set).alias("feature_set"), "anomaly_score"))
 
 
 def run(spark: SparkSession, config: Mapping) -> dict:
-    """Score features of score videos that have no prediction from the champion version."""
+    """Score the seconds of score videos that have no prediction from the champion version."""
     name = tracking.model_name(config)
     champion = tracking.champion(config)
     if champion is None:
         raise NoChampionError(f"score: registered model '{name}' has no version with the alias "
                               f"'{tracking.CHAMPION}' at {tracking.tracking_uri(config)}; run the "
                               "train stage first (or promote a version by hand)")
-    weights = (champion.tags or {}).get("weights")
+    tags = champion.tags or {}
+    weights = tags.get("weights")
     if not weights:
         raise NoChampionError(f"score: {name} version {champion.version} has no 'weights' tag, so "
                               "the features it expects are unknown; tag it or train with vidspark")
+    legacy = "feature_set" not in tags        # trained by an older vidspark on raw embeddings
+    groups = train.model_groups(tags)
+    feature_set = tags.get("feature_set", "appearance")
+    inputs = {"weights": weights, "motion_version": feature_sets.motion_version(config)}
+    why = train.unusable_inputs(tags, inputs)
+    if why is not None:
+        raise NoChampionError(f"score: {name} version {champion.version} was trained on {why}, "
+                              "which the stored features no longer match; train again")
     version = int(champion.version)
     model_id = f"{name}/{version}"
     train.sync_models_table(spark, config)  # the alias may have been moved by hand
     videos = storage.read(spark, config, "videos").where(
-        (F.col("status") == "ok") & F.col("role").contains("score"))
+        (F.col("status") == "ok") & F.col("role").contains("score")).select("video")
     done = (storage.read(spark, config, "predictions").where(F.col("model_id") == model_id)
             .select("video", "second"))
-    # Only features computed with the weights the model was trained on are comparable.
-    features = storage.read(spark, config, "features").where(F.col("weights") == weights)
+    # Seconds that have what the model needs: motion of today's settings (every second has, once
+    # extracted), embeddings of its weights.
+    available = feature_sets.motion_rows(spark, config).select("video", "second")
+    if "appearance" in groups or "change" in groups:
+        embedded = (storage.read(spark, config, "features").where(F.col("weights") == weights)
+                    .select("video", "second"))
+        available = available.join(embedded, ["video", "second"], "inner")
     # The keys to score, fixed before the write (which adds this night's rows to ``done``).
-    todo = (features.select("video", "second")
-            .join(videos.select("video"), "video", "left_semi")
+    todo = (available.join(videos, "video", "left_semi")
             .join(done, ["video", "second"], "left_anti")
             .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
                   ["video", "second"], "inner")
@@ -61,12 +83,18 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     n = todo.count()
     if n:  # the model is loaded only when there is something to score
         model = tracking.load_spark_model(config, version)
-        scored = with_predictions(features.join(todo, ["video", "second"], "inner"),
-                                  model, model_id, version)
+        assembled = feature_sets.assemble(
+            spark, config, groups, weights=None if weights == train.NO_EMBEDDINGS else weights,
+            videos=todo.select("video").distinct())
+        if legacy:
+            assembled = assembled.withColumnRenamed("appearance", "features")
+        scored = with_predictions(assembled.join(todo, ["video", "second"], "inner"),
+                                  model, model_id, version, feature_set)
         storage.upsert(spark, config, "predictions", scored)
     rescored = [r.video for r in todo.select("video").distinct().collect()] if n else []
     found = segments.refresh(spark, config, rescored)
-    log.info("score: %d frames scored with %s version %d (champion)", n, name, version)
+    log.info("score: %d seconds scored with %s version %d (champion, feature set %s)", n, name,
+             version, feature_set)
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,
             "scored": n, "model_id": model_id, "model_version": version,
-            "segments": found, "segment_videos": len(rescored)}
+            "feature_set": feature_set, "segments": found, "segment_videos": len(rescored)}

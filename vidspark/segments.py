@@ -47,10 +47,9 @@ VIEWS = {
         LEFT JOIN (SELECT video, count(*) AS segments FROM segments GROUP BY video) s
           ON p.video = s.video
         GROUP BY p.video""",
-    # per camera (first folder of `video`, '' for files at the top) and day the videos arrived
+    # per camera (videos.camera, see input.camera) and day the videos arrived
     "camera_daily_counts": """
-        SELECT CASE WHEN instr(v.video, '/') > 0 THEN substring_index(v.video, '/', 1) ELSE '' END
-                 AS camera,
+        SELECT v.camera AS camera,
                to_date(v.processed_at) AS day,
                count(DISTINCT v.video) AS videos,
                count(s.segment_id) AS segments,
@@ -58,6 +57,19 @@ VIEWS = {
         FROM videos v LEFT JOIN segments s ON v.video = s.video
         WHERE v.status = 'ok' AND v.role LIKE '%score%'
         GROUP BY 1, 2""",
+    # the label-free ranking: per camera, its seconds by how much more activity they show than is
+    # usual for that camera; `camera_labelled` says whether any labelled second comes from it
+    "camera_anomalies": """
+        SELECT p.camera, p.video, p.second, p.frame_name, p.anomaly_score,
+               rank() OVER (PARTITION BY p.camera ORDER BY p.anomaly_score DESC NULLS LAST)
+                 AS camera_rank,
+               p.prob_suspicious, p.prediction, p.model_id,
+               coalesce(l.labelled, false) AS camera_labelled
+        FROM predictions p
+        LEFT JOIN (SELECT DISTINCT v.camera, true AS labelled
+                   FROM labels lb JOIN videos v ON lb.video = v.video) l
+          ON p.camera = l.camera
+        WHERE p.anomaly_score IS NOT NULL""",
 }
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 _KEYS = {
     "videos": ("video",),
     "frames": ("video", "second"),
+    "motion": ("video", "second"),
     "features": ("video", "second"),
     "labels": ("video", "second"),
     "predictions": ("video", "second"),
@@ -72,6 +73,7 @@ def register_tables(spark: SparkSession, config: Mapping) -> None:
             _ensure_delta_table(spark, config, name)
             spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
         else:
+            _migrate_vectors(spark, config, name)
             # Partition columns are discovered from the folder layout (video=...).
             spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
     from vidspark.segments import VIEWS
@@ -88,6 +90,7 @@ def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None
         (spark.createDataFrame([], TABLES[name]).write.format("delta")
          .mode("ignore").save(path))
         return
+    _migrate_vectors(spark, config, name)
     # A table written by an older vidspark gets the columns added since (always nullable).
     have = set(DeltaTable.forPath(spark, path).toDF().columns)
     missing = [f for f in TABLES[name].fields if f.name not in have]
@@ -95,6 +98,40 @@ def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
         log.info("table %s: added columns %s", name, ", ".join(f.name for f in missing))
+
+
+def _migrate_vectors(spark: SparkSession, config: Mapping, name: str) -> None:
+    """Rewrite, in place and in one commit, columns an older vidspark stored as Spark ML vectors
+    (a Spark-only type other Delta readers refuse: "Unsupported Delta table type: 'udt'") as the
+    ``array<float>`` the schema now says."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql.types import UserDefinedType
+
+    path = table_path(config, name)
+    if _fmt(config) == "delta":
+        current = spark.read.format("delta").load(path)
+    elif _exists(spark, path):
+        current = spark.read.parquet(path)
+    else:
+        return
+    udts = [f.name for f in current.schema.fields if isinstance(f.dataType, UserDefinedType)
+            and f.name in TABLES[name].fieldNames()]
+    if not udts:
+        return
+    converted = current
+    for column in udts:
+        converted = converted.withColumn(column, vector_to_array(column, "float32"))
+    converted = converted.localCheckpoint()        # the rewrite reads the table it replaces
+    if _fmt(config) == "delta":
+        (converted.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+         .save(path))
+    else:
+        writer = converted.write.mode("overwrite")
+        if _partitioned(config, name):
+            writer = writer.partitionBy("video")
+        writer.parquet(path)
+    log.info("table %s: column(s) %s migrated from Spark ML vectors to array<float> (%d rows)",
+             name, ", ".join(udts), converted.count())
 
 
 def table_version(spark: SparkSession, config: Mapping, name: str) -> "int | None":
@@ -172,6 +209,23 @@ def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFram
 def delete_videos(spark: SparkSession, config: Mapping, name: str, videos: Sequence[str]) -> None:
     """Delete every row of ``videos`` from table ``name``."""
     replace_where(spark, config, name, spark.createDataFrame([], TABLES[name]), "video", videos)
+
+
+def set_camera(spark: SparkSession, config: Mapping, name: str, cameras: DataFrame) -> None:
+    """Set the ``camera`` column of table ``name`` from ``cameras`` (video, camera) where it
+    differs (a store written before cameras existed, or a changed ``input.camera``)."""
+    if _fmt(config) == "delta":
+        from delta.tables import DeltaTable
+
+        (DeltaTable.forPath(spark, table_path(config, name)).alias("t")
+         .merge(cameras.alias("s"), "t.video = s.video")
+         .whenMatchedUpdate(condition="NOT (t.camera <=> s.camera)", set={"camera": "s.camera"})
+         .execute())
+        _refresh(spark, name)
+        return
+    rows = (read(spark, config, name).drop("camera")
+            .join(cameras.select("video", "camera"), "video", "inner"))
+    replace_videos(spark, config, name, rows, [r.video for r in cameras.select("video").collect()])
 
 
 def replace_run(spark: SparkSession, config: Mapping, df: DataFrame, run_id: str) -> None:

@@ -1,13 +1,19 @@
-"""Train stage: a tracked, validated logistic regression.
+"""Train stage: a tracked, validated classifier chosen among feature sets and model families.
 
-1. The labelled features of the train videos are split into grouped folds: every video lies in
-   exactly one fold, so no fold validates on frames of a video it trained on.
-2. A parameter grid from ``train.*`` is evaluated with Spark's ``CrossValidator`` (``foldCol``,
-   ``parallelism``); every candidate is a nested MLflow run.
+1. The labelled seconds of the train videos get the feature groups of every configured feature
+   set (``vidspark.feature_sets``) and are split into grouped folds by ``train.group_by``:
+   every camera (or video) lies in exactly one fold, so no fold validates on a camera it
+   trained on (a split that shares a camera measures scene memory, not detection).
+2. Every feature set x every candidate of every model family (``train.models``: Spark MLlib
+   random forest, gradient-boosted trees, logistic regression) is a Spark ML ``Pipeline``
+   (PCA of the embedding where the set has ``appearance``, ``VectorAssembler``, classifier),
+   evaluated by Spark's ``CrossValidator`` (``foldCol``, ``parallelism``); each is a nested MLflow
+   run.
 3. The best candidate's out-of-fold predictions give the metrics, the operating threshold and the
    plots; it is refit on all labelled data with that threshold and logged (``mlflow.spark``) and
-   registered. It takes the ``champion`` alias only when it beats the champion on the champion's
-   own validation data (same seconds, labels and folds), or when there is no comparable champion.
+   registered with its feature set. It takes the ``champion`` alias only when it beats the
+   champion on the champion's own validation data (same seconds, labels and folds), or when
+   there is no comparable champion.
 4. The ``models`` table mirrors the registry's versions for SQL.
 """
 from __future__ import annotations
@@ -18,19 +24,22 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.classification import LogisticRegression
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import (GBTClassifier, LogisticRegression,
+                                       RandomForestClassifier)
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import PCA, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import evaluation, storage, tracking
-from vidspark.config import GRID_KEYS
+from vidspark import evaluation, feature_sets, storage, tracking
+from vidspark.config import MODEL_FAMILIES
 from vidspark.review import REVIEW_SOURCE
 from vidspark.schemas import MODELS
 
@@ -39,75 +48,159 @@ log = logging.getLogger(__name__)
 WEIGHT_COL = "class_weight"
 ROWS_PER_PARTITION = 2000            # labelled seconds per partition while fitting
 VALIDATION_FILE = tracking.VALIDATION_FILE
+NO_EMBEDDINGS = "none"               # the weights tag of a model whose features use no embedding
+# Spark's parameter names, for MLflow and the models table
 _SPARK_PARAM = {"max_iter": "maxIter", "reg_param": "regParam",
-                "elastic_net_param": "elasticNetParam"}
+                "elastic_net_param": "elasticNetParam", "max_depth": "maxDepth",
+                "step_size": "stepSize", "num_trees": "numTrees",
+                "min_instances_per_node": "minInstancesPerNode"}
 
 
 class TrainingError(RuntimeError):
     """Training cannot produce a meaningful model from the data at hand."""
 
 
-def training_set(features: DataFrame, labels: DataFrame, videos: DataFrame) -> DataFrame:
-    """Labelled features: (video, second, features, weights, label as double, source).
-
-    Imported labels count for train videos; reviewers' verdicts (labels whose source starts with
-    ``review:``) count for every video, score videos included: a rejected false positive of
-    tonight's ranking is a negative example tomorrow."""
+def labelled_keys(labels: DataFrame, videos: DataFrame) -> DataFrame:
+    """(video, second, label, source) of the labels training may use: imported labels of train
+    videos, and reviewers' verdicts (``review:`` sources) of every video, score videos included:
+    a rejected false positive of tonight's ranking is a negative example tomorrow."""
     ok = videos.where(F.col("status") == "ok").select("video", "role")
-    usable = (labels.join(ok, "video", "inner")
-              .where(F.col("role").contains("train")
-                     | F.col("source").startswith(REVIEW_SOURCE))
-              .select("video", "second", "label", "source"))
-    return (features
-            .join(usable, ["video", "second"], "inner")
-            .select("video", "second", "features", "weights",
+    return (labels.join(ok, "video", "inner")
+            .where(F.col("role").contains("train") | F.col("source").startswith(REVIEW_SOURCE))
+            .select("video", "second", "label", "source"))
+
+
+def embedding_weights(spark: SparkSession, config: Mapping, keys: DataFrame) -> str:
+    """The one weights identity of the embeddings of the labelled seconds ``keys``."""
+    found = sorted(r.weights for r in storage.read(spark, config, "features")
+                   .join(keys.select("video", "second"), ["video", "second"], "left_semi")
+                   .select("weights").distinct().collect())
+    if len(found) > 1:
+        raise TrainingError(f"labelled frames carry features of {len(found)} weights "
+                            f"({', '.join(found)}); featurize them with one")
+    if not found:
+        raise TrainingError("no labelled frame has InceptionV3 features, which the feature sets "
+                            f"{', '.join(config['train']['feature_sets'])} need: run the "
+                            "featurize stage")
+    return found[0]
+
+
+def training_set(spark: SparkSession, config: Mapping, groups, weights: Optional[str] = None,
+                 keys: Optional[DataFrame] = None) -> DataFrame:
+    """Labelled seconds with their feature groups: (video, second, camera, a vector column per
+    group, anomaly_score, label as double, source)."""
+    if keys is None:
+        keys = labelled_keys(storage.read(spark, config, "labels"),
+                             storage.read(spark, config, "videos"))
+    assembled = feature_sets.assemble(spark, config, groups, weights=weights,
+                                      videos=keys.select("video").distinct())
+    return (assembled.join(keys, ["video", "second"], "inner")
+            .select("video", "second", "camera", *groups, "anomaly_score",
                     F.col("label").cast("double").alias("label"), "source"))
 
 
 # --- folds, candidates, class weights -----------------------------------------------------------
 
-def _order_key(video: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{video}".encode()).hexdigest()
+def _order_key(group: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
 
 
-def assign_folds(per_video: pd.DataFrame, folds: int, seed: int) -> dict:
-    """{video: fold} from per-video counts (columns video, positives, negatives).
+def assign_folds(per_group: pd.DataFrame, folds: int, seed: int, unit: str = "video") -> dict:
+    """{group: fold} from per-group counts (columns group, positives, negatives); a group is a
+    camera or a video (``unit``, for messages).
 
-    Videos with positives are dealt round-robin in a seeded order, then the others, so every
-    fold gets positives and about the same number of videos. Raises ``TrainingError`` when some
-    fold would lack a class."""
-    with_pos = per_video[per_video.positives > 0]
-    if len(per_video) < folds or len(with_pos) < folds:
+    Groups with positives are dealt first, largest first (ties in a seeded order), each to the
+    fold with the fewest positives so far; then the groups that hold only negatives (many
+    cameras see only one class), each to the fold with the fewest negatives. So every fold gets
+    positives and the classes are spread evenly even when groups differ in size. Raises
+    ``TrainingError`` when some fold would lack a class."""
+    with_pos = per_group[per_group.positives > 0]
+    if len(per_group) < folds or len(with_pos) < folds:
         raise TrainingError(
-            f"train.folds={folds} needs at least {folds} labelled train videos with positive "
-            f"labels (each video lies in one fold); found {len(per_video)} labelled videos, "
-            f"{len(with_pos)} with positives. Label more videos or lower train.folds")
-    ordered = (sorted(with_pos.video, key=lambda v: _order_key(v, seed))
-               + sorted(per_video[per_video.positives == 0].video, key=lambda v: _order_key(v, seed)))
-    assignment = {video: i % folds for i, video in enumerate(ordered)}
-    negatives = per_video.assign(fold=per_video.video.map(assignment)).groupby("fold").negatives.sum()
-    if (negatives.reindex(range(folds), fill_value=0) == 0).any():
+            f"train.folds={folds} needs at least {folds} labelled train {unit}s with positive "
+            f"labels (each {unit} lies in one fold); found {len(per_group)} labelled {unit}s, "
+            f"{len(with_pos)} with positives. Label more {unit}s, lower train.folds"
+            + (" or set train.group_by: video" if unit == "camera" else ""))
+    positives, negatives = np.zeros(folds), np.zeros(folds)
+    assignment = {}
+    rows = sorted(per_group.itertuples(index=False),
+                  key=lambda r: (r.positives == 0, -(r.positives if r.positives else r.negatives),
+                                 _order_key(r.group, seed)))
+    for r in rows:
+        if r.positives > 0:
+            f = int(np.lexsort((np.arange(folds), positives + negatives, positives))[0])
+        else:
+            f = int(np.lexsort((np.arange(folds), positives + negatives, negatives))[0])
+        assignment[r.group] = f
+        positives[f] += r.positives
+        negatives[f] += r.negatives
+    if (negatives == 0).any():
         raise TrainingError(f"train.folds={folds}: some fold has no negative labels; label "
-                            "negative seconds in more videos or lower train.folds")
+                            f"negative seconds in more {unit}s or lower train.folds")
     return assignment
 
 
 def candidates(config: Mapping) -> list[dict]:
-    """Every combination of the grid lists in ``train.*`` (in a stable order)."""
+    """Every feature set x every combination of each model family's grid lists (stable order):
+    ``{"feature_set": ..., "model": family, <grid key>: value, ...}``."""
     t = config["train"]
-    lists = [t[k] if isinstance(t[k], list) else [t[k]] for k in GRID_KEYS]
-    return [dict(zip(GRID_KEYS, combo)) for combo in itertools.product(*lists)]
+    out = []
+    for name in t["feature_sets"]:
+        for family in t["models"]:
+            keys = MODEL_FAMILIES[family]
+            section = t if family == "logistic_regression" else t[family]
+            for combo in itertools.product(*(section[k] for k in keys)):
+                out.append({"feature_set": name, "model": family, **dict(zip(keys, combo))})
+    return out
 
 
-def estimator() -> LogisticRegression:
-    return LogisticRegression(featuresCol="features", labelCol="label",
-                              probabilityCol="probability")
+def _classifier(candidate: Mapping, seed: int):
+    family = candidate["model"]
+    common = {"featuresCol": "features", "labelCol": "label"}   # probabilities in "probability"
+    if family == "logistic_regression":
+        return LogisticRegression(**common, maxIter=candidate["max_iter"],
+                                  regParam=candidate["reg_param"],
+                                  elasticNetParam=candidate["elastic_net_param"],
+                                  weightCol=WEIGHT_COL if candidate["class_weighting"] else "")
+    if family == "gbt":
+        return GBTClassifier(**common, maxIter=candidate["max_iter"],
+                             maxDepth=candidate["max_depth"], stepSize=candidate["step_size"],
+                             seed=seed)
+    return RandomForestClassifier(**common, numTrees=candidate["num_trees"],
+                                  maxDepth=candidate["max_depth"],
+                                  minInstancesPerNode=candidate["min_instances_per_node"],
+                                  seed=seed)
 
 
-def param_map(lr: LogisticRegression, candidate: Mapping) -> dict:
-    params = {getattr(lr, _SPARK_PARAM[k]): candidate[k] for k in _SPARK_PARAM}
-    params[lr.weightCol] = WEIGHT_COL if candidate["class_weighting"] else ""
-    return params
+def stages(candidate: Mapping, config: Mapping) -> list:
+    """The Spark ML stages of a candidate: PCA of the embedding (``appearance``), one assembled
+    ``features`` vector of its groups, its classifier."""
+    groups = feature_sets.feature_set(candidate["feature_set"]).groups
+    out, inputs = [], []
+    k = int(config["features"]["pca_components"])
+    for group in groups:
+        if group == "appearance" and k:
+            out.append(PCA(k=k, inputCol="appearance", outputCol="appearance_pca"))
+            inputs.append("appearance_pca")
+        else:
+            inputs.append(group)
+    out.append(VectorAssembler(inputCols=inputs, outputCol="features"))
+    out.append(_classifier(candidate, int(config["train"]["seed"])))
+    return out
+
+
+def pipeline(candidate: Mapping, config: Mapping) -> Pipeline:
+    return Pipeline(stages=stages(candidate, config))
+
+
+def set_threshold(model, threshold: float) -> None:
+    """Store the operating threshold in the fitted pipeline's classifier, so its ``prediction``
+    is ``probability of class 1 > threshold``."""
+    classifier = model.stages[-1]
+    if hasattr(classifier, "setThreshold"):
+        classifier.setThreshold(threshold)
+    else:   # trees: class 1 wins when p1 / t > p0 / (1 - t), i.e. when p1 > t
+        classifier.setThresholds([1.0 - threshold, threshold])
 
 
 def with_class_weights(data: DataFrame) -> DataFrame:
@@ -123,13 +216,19 @@ def _prob(df: DataFrame) -> DataFrame:
     return df.withColumn("prob", vector_to_array("probability")[1])
 
 
+def group_column(config: Mapping) -> str:
+    return config["train"]["group_by"]
+
+
 # --- fingerprint -----------------------------------------------------------------------------
 
-def fingerprint(data: DataFrame, config: Mapping) -> str:
-    """Identifies the labelled training rows (keys, labels, weights) and the train settings."""
+def fingerprint(data: DataFrame, config: Mapping, inputs: Mapping) -> str:
+    """Identifies the labelled training rows (keys, labels), the identities of their features
+    (``inputs``: weights, motion version) and the train and feature settings."""
     row = data.agg(F.count(F.lit(1)).alias("n"),
-                   F.bit_xor(F.xxhash64("video", "second", "label", "weights")).alias("h")).first()
-    settings = json.dumps({"train": dict(config["train"]), "model": tracking.model_name(config)},
+                   F.bit_xor(F.xxhash64("video", "second", "label")).alias("h")).first()
+    settings = json.dumps({"train": dict(config["train"]), "features": dict(config["features"]),
+                           "inputs": dict(inputs), "model": tracking.model_name(config)},
                           sort_keys=True)
     return f"n={row.n}:h={row.h or 0}:{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
 
@@ -139,25 +238,28 @@ def fingerprint(data: DataFrame, config: Mapping) -> str:
 @dataclass
 class Validation:
     """What grouped cross-validation found."""
-    folds: dict                       # {video: fold}
+    folds: dict                       # {group (camera or video): fold}
     candidates: list                  # candidate dicts, grid order
     table: pd.DataFrame               # one row per candidate: params and metrics
     best: int                         # index of the best candidate
-    oof: pd.DataFrame                 # best candidate: video, second, label, fold, prob, source
+    oof: pd.DataFrame                 # best candidate: video, camera, second, label, fold, prob, source
     metrics: dict = field(default_factory=dict)
     threshold: dict = field(default_factory=dict)
     per_video_ap: dict = field(default_factory=dict)
-    sub_models: list = field(default_factory=list)   # [fold][candidate] fitted models
+    sub_models: list = field(default_factory=list)   # [fold][candidate] fitted pipelines
+    group_by: str = "video"
 
 
 def _fold_metrics(oof: pd.DataFrame, k: int) -> dict:
-    """Means over folds of the areas and of precision at k."""
+    """Means over folds of the areas and of precision at k, and the pooled areas."""
     per_fold = [(evaluation.area_under_pr(g.label, g.prob), evaluation.area_under_roc(g.label, g.prob),
                  evaluation.precision_at_k(g.label, g.prob, k)) for _, g in oof.groupby("fold")]
     pr, roc, pak = (np.array(x) for x in zip(*per_fold))
-    return {"areaUnderPR": float(pr.mean()), "areaUnderPR_std": float(pr.std()),
-            "areaUnderROC": float(roc.mean()), "areaUnderROC_std": float(roc.std()),
-            "precision_at_k": float(pak.mean())}
+    return {"areaUnderPR": float(np.nanmean(pr)), "areaUnderPR_std": float(np.nanstd(pr)),
+            "areaUnderROC": float(np.nanmean(roc)), "areaUnderROC_std": float(np.nanstd(roc)),
+            "precision_at_k": float(np.nanmean(pak)),
+            "pooled_areaUnderPR": evaluation.area_under_pr(oof.label, oof.prob),
+            "pooled_areaUnderROC": evaluation.area_under_roc(oof.label, oof.prob)}
 
 
 def _out_of_fold(dataset: DataFrame, sub_models, folds: int, n_candidates: int) -> pd.DataFrame:
@@ -168,31 +270,42 @@ def _out_of_fold(dataset: DataFrame, sub_models, folds: int, n_candidates: int) 
         validation = dataset.where(F.col("fold") == f)
         for c in range(n_candidates):
             parts.append(_prob(sub_models[f][c].transform(validation))
-                         .select(F.lit(c).alias("candidate"), "video", "second", "label", "fold", "prob",
-                                 "source"))
+                         .select(F.lit(c).alias("candidate"), "video", "camera", "second",
+                                 "label", "fold", "prob", "source"))
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
     return union.toPandas()
 
 
-def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping) -> Validation:
-    """Grouped k-fold cross-validation of every candidate; ``data`` is ``training_set`` output."""
+def folds_of(spark: SparkSession, data: DataFrame, config: Mapping) -> dict:
+    """{group: fold} of the labelled ``data`` (see ``assign_folds``)."""
     t = config["train"]
-    per_video = (data.groupBy("video")
+    unit = group_column(config)
+    per_group = (data.groupBy(F.col(unit).alias("group"))
                  .agg(F.sum("label").alias("positives"), F.sum(1 - F.col("label")).alias("negatives"))
                  .toPandas())
-    folds = assign_folds(per_video, t["folds"], t["seed"])
-    fold_df = spark.createDataFrame(list(folds.items()), "video string, fold int")
-    # Every optimizer iteration is a Spark job over the data: small labelled sets in few
-    # partitions cost less in job overhead, and candidates fit side by side use the cores.
-    n_rows = int(per_video.positives.sum() + per_video.negatives.sum())
+    return assign_folds(per_group, t["folds"], t["seed"], unit)
+
+
+def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
+                   grid: Optional[list] = None) -> Validation:
+    """Grouped k-fold cross-validation of every candidate (``grid``, by default
+    ``candidates(config)``); ``data`` is ``training_set`` output with every group they use."""
+    t = config["train"]
+    unit = group_column(config)
+    folds = folds_of(spark, data, config)
+    fold_df = spark.createDataFrame(list(folds.items()), f"{unit} string, fold int")
+    # Every optimizer iteration (or tree level) is a Spark job over the data: small labelled sets
+    # in few partitions cost less in job overhead, and candidates fit side by side use the cores.
+    n_rows = data.count()
     partitions = max(1, min(spark.sparkContext.defaultParallelism, n_rows // ROWS_PER_PARTITION))
-    dataset = (with_class_weights(data).join(F.broadcast(fold_df), "video")
+    dataset = (with_class_weights(data).join(F.broadcast(fold_df), unit)
                .repartition(partitions).cache())
-    lr = estimator()
-    grid = candidates(config)
-    cv = CrossValidator(estimator=lr, estimatorParamMaps=[param_map(lr, c) for c in grid],
+    grid = grid if grid is not None else candidates(config)
+    estimator = pipeline(grid[0], config)
+    cv = CrossValidator(estimator=estimator,
+                        estimatorParamMaps=[{estimator.stages: stages(c, config)} for c in grid],
                         evaluator=BinaryClassificationEvaluator(rawPredictionCol="probability",
                                                                metricName=t["metric"]),
                         numFolds=t["folds"], foldCol="fold", parallelism=t["parallelism"],
@@ -212,7 +325,7 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping) -> Val
     best = int(np.argmax(cv_model.avgMetrics))
     oof = oof_all[oof_all.candidate == best].drop(columns="candidate").reset_index(drop=True)
     result = Validation(folds=folds, candidates=grid, table=table, best=best, oof=oof,
-                        sub_models=sub_models)
+                        sub_models=sub_models, group_by=unit)
     result.metrics = _fold_metrics(oof, t["precision_at_k"])
     result.threshold = evaluation.choose_threshold(oof.label, oof.prob, t["threshold"],
                                                    t["threshold_target"])
@@ -234,24 +347,27 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping) -> Val
 # --- the champion -------------------------------------------------------------------------
 
 def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFrame,
-                     candidate: Mapping, weights: str, config: Mapping) -> tuple[float | None, int]:
+                     candidate: Mapping, inputs: Mapping, config: Mapping) -> tuple[float | None, int]:
     """Metric of ``candidate`` trained on ``data`` and validated on the reference seconds (video,
-    second, label, fold; features of ``weights``), fold by fold: each fold's model is fit without
-    that fold's videos. Returns (mean metric over usable folds or None, seconds used)."""
+    second, label, fold), fold by fold: each fold's model is fit without that fold's videos and,
+    when folds group by camera, without their cameras. Returns (mean metric over usable folds or
+    None, seconds used)."""
     metric = config["train"]["metric"]
-    features = (storage.read(spark, config, "features").where(F.col("weights") == weights)
-                .select("video", "second", "features"))
-    ref = spark.createDataFrame(reference[["video", "second", "label", "fold"]].astype(
+    groups = feature_sets.feature_set(candidate["feature_set"]).groups
+    keys = spark.createDataFrame(reference[["video", "second", "label", "fold"]].astype(
         {"second": int, "label": float, "fold": int}))
-    ref = ref.join(features, ["video", "second"], "inner").cache()
+    ref = (feature_sets.assemble(spark, config, groups, weights=inputs.get("weights"),
+                                 videos=keys.select("video").distinct())
+           .join(keys, ["video", "second"], "inner").cache())
     values, used = [], 0
     try:
-        lr = estimator()
         for f in sorted(reference.fold.unique()):
             validation = ref.where(F.col("fold") == int(f))
-            held_out = validation.select("video").distinct()
-            train_part = with_class_weights(data.join(held_out, "video", "left_anti"))
-            model = lr.copy(param_map(lr, candidate)).fit(train_part)
+            held = validation.select("video", "camera").distinct()
+            train_part = data.join(held.select("video"), "video", "left_anti")
+            if group_column(config) == "camera":
+                train_part = train_part.join(held.select("camera"), "camera", "left_anti")
+            model = pipeline(candidate, config).fit(with_class_weights(train_part))
             got = _prob(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
                 continue
@@ -271,7 +387,26 @@ def _reference(config: Mapping, version) -> pd.DataFrame | None:
         return None
 
 
-def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: str,
+def unusable_inputs(tags: Mapping, inputs: Mapping) -> Optional[str]:
+    """Why a model (its version ``tags``) cannot be scored with today's stored features
+    (``inputs``: the current ``weights`` and ``motion_version``), or None."""
+    groups = model_groups(tags)
+    if "appearance" in groups or "change" in groups:
+        if tags.get("weights") != inputs.get("weights"):
+            return f"other embeddings ({tags.get('weights')})"
+    if set(groups) - {"appearance"} and tags.get("motion_version") != inputs.get("motion_version"):
+        return f"other motion features ({tags.get('motion_version')})"
+    return None
+
+
+def model_groups(tags: Mapping) -> tuple:
+    """The feature groups a registered version needs (a version without a ``feature_set`` tag
+    was trained by an older vidspark on the raw embedding)."""
+    name = tags.get("feature_set")
+    return feature_sets.feature_set(name).groups if name else ("appearance",)
+
+
+def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, inputs: Mapping,
            config: Mapping) -> tuple[bool, str]:
     """Should the new model take the champion alias? (yes/no, the reason in words)."""
     mode = config["train"]["promote"]
@@ -280,9 +415,10 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: st
     current = tracking.champion(config)
     if current is None:
         return True, "no champion yet"
-    if current.tags.get("weights") != weights:
-        return True, (f"champion version {current.version} was trained on other features "
-                      f"({current.tags.get('weights')}), which scoring can no longer use")
+    why = unusable_inputs(current.tags or {}, inputs)
+    if why is not None:
+        return True, (f"champion version {current.version} was trained on {why}, which scoring "
+                      "can no longer use")
     reference = _reference(config, current)
     if reference is None:
         return True, f"champion version {current.version} has no validation data to compare on"
@@ -290,7 +426,7 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: st
     folds = [g for _, g in reference.groupby("fold") if g.label.nunique() == 2]
     champion_value = (float(np.mean([evaluation.area(metric, g.label, g.prob) for g in folds]))
                       if folds else None)
-    value, used = _cross_fit_score(spark, data, reference, candidate, weights, config)
+    value, used = _cross_fit_score(spark, data, reference, candidate, inputs, config)
     if value is None or champion_value is None:
         return True, (f"champion version {current.version}'s validation seconds are no longer "
                       "featurized with both classes; nothing to compare on")
@@ -303,8 +439,26 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, weights: st
 
 # --- logging to MLflow ------------------------------------------------------------------------
 
-def _spark_params(candidate: Mapping) -> dict:
+def spark_params(candidate: Mapping) -> dict:
+    """A candidate's parameters under Spark's names (plus feature_set and model)."""
     return {_SPARK_PARAM.get(k, k): v for k, v in candidate.items()}
+
+
+def _importances(model, candidate: Mapping, config: Mapping) -> Optional[pd.DataFrame]:
+    """Feature importances of a fitted tree pipeline (None for logistic regression)."""
+    classifier = model.stages[-1]
+    if not hasattr(classifier, "featureImportances"):
+        return None
+    names = []
+    k = int(config["features"]["pca_components"])
+    for group in feature_sets.feature_set(candidate["feature_set"]).groups:
+        if group == "appearance" and k:
+            names += [f"appearance_pc{i}" for i in range(k)]
+        else:
+            names += feature_sets.feature_names(group)
+    values = classifier.featureImportances.toArray()
+    return (pd.DataFrame({"feature": names[:len(values)], "importance": values})
+            .sort_values("importance", ascending=False))
 
 
 def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> None:
@@ -315,20 +469,22 @@ def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> 
     for i, cand in enumerate(result.candidates):
         row = result.table.iloc[i]
         with mlflow.start_run(run_name=f"candidate-{i}", nested=True):
-            mlflow.log_params(_spark_params(cand))
+            mlflow.log_params(spark_params(cand))
             mlflow.log_metrics({k: float(row[k]) for k in
                                 ("areaUnderPR", "areaUnderPR_std", "areaUnderROC",
-                                 "areaUnderROC_std", "precision_at_k")})
+                                 "areaUnderROC_std", "precision_at_k", "pooled_areaUnderPR",
+                                 "pooled_areaUnderROC")})
             mlflow.set_tag("vidspark.best", str(i == result.best).lower())
-    mlflow.log_params({**_spark_params(best), "folds": t["folds"], "seed": t["seed"],
-                       "metric": t["metric"], "precision_at_k.k": t["precision_at_k"],
+    mlflow.log_params({**spark_params(best), "folds": t["folds"], "group_by": t["group_by"],
+                       "seed": t["seed"], "metric": t["metric"],
+                       "precision_at_k.k": t["precision_at_k"],
                        "threshold.strategy": t["threshold"],
                        "threshold.target": t["threshold_target"],
                        "candidates": len(result.candidates), **data_info})
     mlflow.log_metrics(result.metrics)
     mlflow.log_dict(result.per_video_ap, "validation/per_video_ap.json")
-    mlflow.log_dict({"threshold": result.threshold, "folds": result.folds},
-                    "validation/threshold_and_folds.json")
+    mlflow.log_dict({"threshold": result.threshold, "group_by": result.group_by,
+                     "folds": result.folds}, "validation/threshold_and_folds.json")
     mlflow.log_text(result.table.to_csv(index=False), "validation/candidates.csv")
     mlflow.log_text(result.oof.to_csv(index=False), VALIDATION_FILE)
     for name, fig in evaluation.figures(result.oof, result.threshold["threshold"]).items():
@@ -361,10 +517,13 @@ def sync_models_table(spark: SparkSession, config: Mapping) -> None:
             "area_under_pr": float(tags.get("areaUnderPR", "nan")),
             "area_under_roc": float(tags.get("areaUnderROC", "nan")),
             "champion": champ is not None and champ.version == v.version,
-            "decision": tags.get("decision")})
-    have = {(r.model_id, r.champion) for r in
-            storage.read(spark, config, "models").select("model_id", "champion").collect()}
-    if {(r["model_id"], r["champion"]) for r in rows} - have:   # new versions, or the alias moved
+            "decision": tags.get("decision"),
+            "feature_set": tags.get("feature_set", "appearance"),
+            "model_type": tags.get("model_type", "logistic_regression"),
+            "motion_version": tags.get("motion_version")})
+    have = {(r.model_id, r.champion, r.feature_set) for r in storage.read(spark, config, "models")
+            .select("model_id", "champion", "feature_set").collect()}
+    if {(r["model_id"], r["champion"], r["feature_set"]) for r in rows} - have:
         storage.upsert(spark, config, "models", spark.createDataFrame(rows, MODELS))
 
 
@@ -375,22 +534,39 @@ def _same_data_version(config: Mapping, data_fp: str):
     return None
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
-    """Cross-validate the grid, log to MLflow, register the refit best model, decide the champion.
+def current_inputs(spark: SparkSession, config: Mapping, keys: DataFrame) -> dict:
+    """The identities of the features training uses: ``weights`` of the embeddings (only when a
+    feature set needs them, else ``none``) and ``motion_version``."""
+    needs = any(feature_sets.feature_set(n).needs_embeddings for n in config["train"]["feature_sets"])
+    return {"weights": embedding_weights(spark, config, keys) if needs else NO_EMBEDDINGS,
+            "motion_version": feature_sets.motion_version(config)}
 
-    When neither the labelled training rows nor the train settings changed since a registered
-    version, that version is kept (an idle night does not train, register or re-score)."""
+
+def run(spark: SparkSession, config: Mapping) -> dict:
+    """Cross-validate the sweep, log to MLflow, register the refit best model, decide the champion.
+
+    When neither the labelled training rows nor the settings changed since a registered version,
+    that version is kept (an idle night does not train, register or re-score)."""
     import mlflow
     import mlflow.spark
     import pyspark
 
     tracking.setup(config)
     name = tracking.model_name(config)
-    data = training_set(storage.read(spark, config, "features"),
-                        storage.read(spark, config, "labels"),
-                        storage.read(spark, config, "videos")).cache()
+    keys = labelled_keys(storage.read(spark, config, "labels"),
+                         storage.read(spark, config, "videos")).cache()
+    data = None
     try:
-        data_fp = fingerprint(data, config)
+        counts = {int(r.label): r["count"] for r in keys.groupBy("label").count().collect()}
+        total = sum(counts.values())
+        if total == 0:
+            raise TrainingError("no labelled frames: no label matches a frame of a train video "
+                                "(check input.labels and input.train_videos)")
+        inputs = current_inputs(spark, config, keys)
+        groups = feature_sets.union_groups(config["train"]["feature_sets"])
+        weights = None if inputs["weights"] == NO_EMBEDDINGS else inputs["weights"]
+        data = training_set(spark, config, groups, weights, keys).cache()
+        data_fp = fingerprint(data, config, inputs)
         same = _same_data_version(config, data_fp)
         if same is not None:
             tags = _version_tags(same)
@@ -402,7 +578,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                     "positives": int(tags.get("positives", 0)),
                     "videos": int(tags.get("train_videos", 0)),
                     "model_id": f"{name}/{same.version}", "model_version": int(same.version),
-                    "refit": False, "champion": None}
+                    "feature_set": tags.get("feature_set"), "refit": False, "champion": None}
         counts = {int(r.label): r["count"] for r in data.groupBy("label").count().collect()}
         total = sum(counts.values())
         if total == 0:
@@ -410,16 +586,15 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                                 "train video (check input.labels and input.train_videos)")
         if len(counts) < 2:
             raise TrainingError(f"all {total} labelled frames have label {next(iter(counts))}: "
-                                "logistic regression needs both classes (0 and 1)")
-        weights = sorted(r.weights for r in data.select("weights").distinct().collect())
-        if len(weights) != 1:
-            raise TrainingError(f"labelled frames carry features of {len(weights)} weights "
-                                f"({', '.join(weights)}); featurize them with one")
-        weights = weights[0]
+                                "a classifier needs both classes (0 and 1)")
         n_videos = data.select("video").distinct().count()
-        data_info = {"data.videos": n_videos, "data.positives": counts.get(1, 0),
-                     "data.negatives": counts.get(0, 0), "data.weights": weights,
+        n_cameras = data.select("camera").distinct().count()
+        data_info = {"data.videos": n_videos, "data.cameras": n_cameras,
+                     "data.positives": counts.get(1, 0), "data.negatives": counts.get(0, 0),
+                     "data.weights": inputs["weights"], "data.motion_version": inputs["motion_version"],
+                     "data.feature_sets": ",".join(config["train"]["feature_sets"]),
                      "data.features_version": storage.table_version(spark, config, "features"),
+                     "data.motion_table_version": storage.table_version(spark, config, "motion"),
                      "data.labels_version": storage.table_version(spark, config, "labels"),
                      "data.review_labels": data.where(
                          F.col("source").startswith(REVIEW_SOURCE)).count()}
@@ -427,24 +602,31 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             result = cross_validate(spark, data, config)
             best = result.candidates[result.best]
             _log_validation(result, config, data_info)
-            lr = estimator()
-            model = lr.copy(param_map(lr, best)).fit(with_class_weights(data))
-            model.setThreshold(result.threshold["threshold"])
-            promote, reason = decide(spark, data, best, weights, config)
+            model = pipeline(best, config).fit(with_class_weights(data))
+            set_threshold(model, result.threshold["threshold"])
+            importances = _importances(model, best, config)
+            if importances is not None:
+                mlflow.log_text(importances.to_csv(index=False), "validation/feature_importances.csv")
+            promote, reason = decide(spark, data, best, inputs, config)
             info = mlflow.spark.log_model(model, "model",
                                           pip_requirements=[f"pyspark=={pyspark.__version__}"])
+            best_groups = feature_sets.feature_set(best["feature_set"])
             # Registered with its tags in one call: a version never exists without them.
-            tags = {"weights": weights, "threshold": result.threshold["threshold"],
+            tags = {"weights": inputs["weights"] if best_groups.needs_embeddings else NO_EMBEDDINGS,
+                    "motion_version": inputs["motion_version"],
+                    "feature_set": best["feature_set"], "model_type": best["model"],
+                    "threshold": result.threshold["threshold"],
                     "data_fingerprint": data_fp, "train_rows": total,
                     "positives": counts.get(1, 0), "train_videos": n_videos,
-                    "params": json.dumps(_spark_params(best), sort_keys=True),
+                    "params": json.dumps(spark_params(best), sort_keys=True),
                     "areaUnderPR": result.metrics["areaUnderPR"],
                     "areaUnderROC": result.metrics["areaUnderROC"], "decision": reason}
             registered = mlflow.register_model(info.model_uri, name,
                                                tags={k: str(v) for k, v in tags.items()})
             version = int(registered.version)
             mlflow.set_tags({"vidspark.model_version": version, "vidspark.champion": promote,
-                             "vidspark.decision": reason})
+                             "vidspark.decision": reason, "vidspark.feature_set": best["feature_set"],
+                             "vidspark.model_type": best["model"]})
             if promote:
                 tracking.promote(config, version)
                 log.info("train: %s version %s is the champion: %s", name, version, reason)
@@ -452,15 +634,19 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                 log.warning("train: %s version %s stays a candidate: %s", name, version, reason)
             run_id = active.info.run_id
     finally:
-        data.unpersist()
+        keys.unpersist()
+        if data is not None:
+            data.unpersist()
     sync_models_table(spark, config)
     m = result.metrics
-    log.info("train: grouped %d-fold CV over %d candidates: best %s, areaUnderPR %.3f, "
+    log.info("train: %s-grouped %d-fold CV over %d candidates: best %s, areaUnderPR %.3f, "
              "areaUnderROC %.3f, threshold %.3f (precision %.2f, recall %.2f)",
-             config["train"]["folds"], len(result.candidates), _spark_params(best),
+             result.group_by, config["train"]["folds"], len(result.candidates), spark_params(best),
              m["areaUnderPR"], m["areaUnderROC"], m["threshold"], m["precision"], m["recall"])
     return {"read": total, "written": 1, "skipped": 0, "quarantined": 0, "rows": total,
-            "positives": counts.get(1, 0), "videos": n_videos, "model_id": f"{name}/{version}",
-            "model_version": version, "refit": True, "champion": promote, "decision": reason,
-            "run_id": run_id, "areaUnderPR": m["areaUnderPR"], "areaUnderROC": m["areaUnderROC"],
-            "threshold": m["threshold"], "best_params": _spark_params(best)}
+            "positives": counts.get(1, 0), "videos": n_videos, "cameras": n_cameras,
+            "model_id": f"{name}/{version}", "model_version": version, "refit": True,
+            "champion": promote, "decision": reason, "run_id": run_id,
+            "areaUnderPR": m["areaUnderPR"], "areaUnderROC": m["areaUnderROC"],
+            "threshold": m["threshold"], "feature_set": best["feature_set"],
+            "model_type": best["model"], "best_params": spark_params(best)}
