@@ -69,7 +69,7 @@ def test_the_sweep_chooses_among_feature_sets_and_model_families(spark, featuriz
     # a tree model's operating threshold cuts its probability like logistic regression's does
     model = result.sub_models[0][5]
     train.set_threshold(model, 0.3)
-    out = train._prob(model.transform(data)).select("prob", "prediction").toPandas()
+    out = train.with_probability(model.transform(data)).select("prob", "prediction").toPandas()
     assert (out.prediction == (out.prob > 0.3)).all()
     data.unpersist()
 

@@ -212,7 +212,8 @@ def with_class_weights(data: DataFrame) -> DataFrame:
                            .otherwise(w.get(0, 1.0)))
 
 
-def _prob(df: DataFrame) -> DataFrame:
+def with_probability(df: DataFrame) -> DataFrame:
+    """Adds ``prob``: the probability of class 1 of a fitted model's output."""
     return df.withColumn("prob", vector_to_array("probability")[1])
 
 
@@ -269,7 +270,7 @@ def _out_of_fold(dataset: DataFrame, sub_models, folds: int, n_candidates: int) 
     for f in range(folds):
         validation = dataset.where(F.col("fold") == f)
         for c in range(n_candidates):
-            parts.append(_prob(sub_models[f][c].transform(validation))
+            parts.append(with_probability(sub_models[f][c].transform(validation))
                          .select(F.lit(c).alias("candidate"), "video", "camera", "second",
                                  "label", "fold", "prob", "source"))
     union = parts[0]
@@ -368,7 +369,7 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             if group_column(config) == "camera":
                 train_part = train_part.join(held.select("camera"), "camera", "left_anti")
             model = pipeline(candidate, config).fit(with_class_weights(train_part))
-            got = _prob(model.transform(validation)).select("label", "prob").toPandas()
+            got = with_probability(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
                 continue
             used += len(got)
