@@ -369,18 +369,13 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     report = {"read": len(candidates), "written": frames, "skipped": len(candidates) - len(todo),
               "quarantined": len(video_rows) - n_ok, "new_videos": len(todo), "ok": n_ok,
               "frames": frames, "missing": len(gone), "problems": problems,
-              "motion_version": _motion_version(config), "motion_remeasured": remeasured,
+              "motion_version": M.configured_identity(config), "motion_remeasured": remeasured,
               "max_worker_rss_mb": _max_rss(video_rows)}
     log.info("extract: %d files, %d new videos (%d ok, %d quarantined), %d unchanged skipped, "
              "%d missing, %d frames, motion measured again for %d stored videos", len(candidates),
              len(todo), n_ok, report["quarantined"], report["skipped"], len(gone), frames,
              remeasured)
     return report
-
-
-def _motion_version(config: Mapping) -> str:
-    ex = config["extract"]
-    return M.identity(int(ex["motion_width"]), float(ex["motion_fps"]))
 
 
 def _same_file(old: Optional[dict], new: dict) -> bool:
@@ -447,7 +442,7 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
         ok_frames = frames.where(F.col("video").isin(ok))
         storage.replace_videos(spark, config, "frames", ok_frames, ok)
         storage.replace_videos(spark, config, "motion",
-                               _motion_rows(ok_frames, _motion_version(config)), ok)
+                               _motion_rows(ok_frames, M.configured_identity(config)), ok)
     finally:
         decoded.unpersist()
     return rows
@@ -456,7 +451,7 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
 def _backfill_motion(spark: SparkSession, config: Mapping, present: set) -> int:
     """Measure the motion of stored ``ok`` videos that have none under the current settings
     (decoding again, without re-encoding frames); returns how many videos were measured."""
-    version = _motion_version(config)
+    version = M.configured_identity(config)
     measured = (storage.read(spark, config, "motion").where(F.col("motion_version") == version)
                 .select("video").distinct())
     videos = (storage.read(spark, config, "videos")

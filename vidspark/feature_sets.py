@@ -95,15 +95,10 @@ def feature_names(group: str) -> list:
 
 # --- inputs -------------------------------------------------------------------------------
 
-def motion_version(config: Mapping) -> str:
-    ex = config["extract"]
-    return M.identity(int(ex["motion_width"]), float(ex["motion_fps"]))
-
-
 def motion_rows(spark: SparkSession, config: Mapping) -> DataFrame:
     """The ``motion`` rows of the current motion settings."""
     return (storage.read(spark, config, "motion")
-            .where(F.col("motion_version") == motion_version(config)))
+            .where(F.col("motion_version") == M.configured_identity(config)))
 
 
 def _camera_rows(spark: SparkSession, config: Mapping, videos: Optional[DataFrame]) -> DataFrame:

@@ -74,6 +74,11 @@ def identity(width: int, fps: float) -> str:
     return f"{ALGORITHM}:w{int(width)}:fps{float(fps):g}"
 
 
+def configured_identity(config) -> str:
+    """``identity`` of a config's ``extract.motion_width`` and ``extract.motion_fps``."""
+    return identity(int(config["extract"]["motion_width"]), float(config["extract"]["motion_fps"]))
+
+
 def small_gray(bgr: np.ndarray, width: int) -> np.ndarray:
     """A grayscale copy ``width`` pixels wide (aspect kept): halved with a Gaussian pyramid while
     it is at least twice as wide, then area-resized."""

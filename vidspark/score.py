@@ -15,7 +15,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import feature_sets, segments, storage, tracking, train
+from vidspark import feature_sets, motion, segments, storage, tracking, train
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     legacy = "feature_set" not in tags        # trained by an older vidspark on raw embeddings
     groups = train.model_groups(tags)
     feature_set = tags.get("feature_set", "appearance")
-    inputs = {"weights": weights, "motion_version": feature_sets.motion_version(config)}
+    inputs = {"weights": weights, "motion_version": motion.configured_identity(config)}
     why = train.unusable_inputs(tags, inputs)
     if why is not None:
         raise NoChampionError(f"score: {name} version {champion.version} was trained on {why}, "

@@ -38,7 +38,7 @@ from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import evaluation, feature_sets, storage, tracking
+from vidspark import evaluation, feature_sets, motion, storage, tracking
 from vidspark.config import MODEL_FAMILIES
 from vidspark.review import REVIEW_SOURCE
 from vidspark.schemas import MODELS
@@ -540,7 +540,7 @@ def current_inputs(spark: SparkSession, config: Mapping, keys: DataFrame) -> dic
     feature set needs them, else ``none``) and ``motion_version``."""
     needs = any(feature_sets.feature_set(n).needs_embeddings for n in config["train"]["feature_sets"])
     return {"weights": embedding_weights(spark, config, keys) if needs else NO_EMBEDDINGS,
-            "motion_version": feature_sets.motion_version(config)}
+            "motion_version": motion.configured_identity(config)}
 
 
 def run(spark: SparkSession, config: Mapping) -> dict:
