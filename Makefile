@@ -12,7 +12,9 @@ DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo demo-data report browser test test-fast test-scale bench package clean
+EVAL_DATA ?= ../shared/data/fights
+
+.PHONY: help install demo demo-data report browser test test-fast test-scale bench eval package clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -56,6 +58,9 @@ test-scale: install  ## only the scale tests (2-hour video, 500 videos); also pa
 
 bench: install  ## run the benchmarks (~12 min): bench/results.json, bench/results.md, README's table
 	$(PY) -m vidspark.bench --out bench --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
+
+eval: install  ## camera-grouped quality on ../shared/data/fights (~20 min): eval/results.*, README's table
+	PYSPARK_SUBMIT_ARGS="--driver-memory 4g pyspark-shell" $(PY) -m vidspark.evaluate --data $(EVAL_DATA) --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
 package:  ## build dist/vidspark-env.tar.gz: a packed virtualenv to ship with spark-submit --archives
 	rm -rf build/package-venv dist/vidspark-env.tar.gz

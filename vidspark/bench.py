@@ -196,21 +196,50 @@ def _videos(data_dir: str) -> list:
 
 # --- 1. extraction -----------------------------------------------------------------------------
 
-def _extract_ours(paths, quality: int, max_side: int) -> dict:
+def _extract_ours(paths, quality: int, max_side: int, motion: Optional[tuple] = None) -> dict:
     """JPEGs per second of each file, made by the extract stage's own task code: probe, then
     ``extract._decode_range`` over the whole file (sequential decoding, the frame at or after
-    each whole second, scaled and JPEG-encoded)."""
+    each whole second, scaled and JPEG-encoded), with the motion features of every second when
+    ``motion`` is (width, frames per second)."""
     from vidspark import extract, video
 
+    width, fps = motion or (0, 10.0)
     out = {}
     for path in paths:
         info = video.probe(path)
         rec = {"path": path, "video": os.path.basename(path), "range_start": 0,
                "range_end": None, "first_ts_ms": info.first_ts_ms, "fps": info.fps}
-        rows = extract._decode_range(rec, quality, 10.0, max_side)
+        rows = extract._decode_range(rec, quality, 10.0, max_side, width, fps)
         frames = rows[rows.kind == "frame"].sort_values("second")
         out[path] = list(frames.jpeg)
     return out
+
+
+def _motion_settings() -> tuple:
+    """The packaged defaults' (extract.motion_width, extract.motion_fps)."""
+    from vidspark.config import load_config
+
+    ex = load_config()["extract"]
+    return int(ex["motion_width"]), float(ex["motion_fps"])
+
+
+def _with_and_without_motion(paths, reps: int, quality: int, max_side: int) -> dict:
+    """Throughput of the extract stage's task code on ``paths`` (one core) without and with the
+    motion features."""
+    motion = _motion_settings()
+    plain_t, motion_t, seconds = [], [], 0
+    for _ in range(reps):
+        t = time.perf_counter()
+        seconds = sum(len(v) for v in _extract_ours(paths, quality, max_side).values())
+        plain_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        _extract_ours(paths, quality, max_side, motion)
+        motion_t.append(time.perf_counter() - t)
+    return {"videos": len(paths), "video_seconds": seconds, "motion_width": motion[0],
+            "motion_fps": motion[1],
+            "without_motion_video_s_per_s_per_core": seconds / _median(plain_t),
+            "with_motion_video_s_per_s_per_core": seconds / _median(motion_t),
+            "motion_ratio": _median(plain_t) / _median(motion_t)}
 
 
 def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int) -> dict:
@@ -236,7 +265,14 @@ def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int) -> dic
     return out
 
 
-def bench_extract(data_dir: str, reps: int, frames_file: str) -> dict:
+def _real_clips(folder: Optional[str]) -> list:
+    if not folder or not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
+                  if f.lower().endswith((".mp4", ".mpg", ".avi", ".mkv", ".mov")))
+
+
+def bench_extract(data_dir: str, reps: int, frames_file: str, real_clips: Optional[str] = None) -> dict:
     import cv2
 
     from vidspark import video
@@ -270,13 +306,19 @@ def bench_extract(data_dir: str, reps: int, frames_file: str) -> dict:
         for _ in video.sample_seconds(path):
             pass
     decode_s = time.perf_counter() - t
-    return {"videos": len(paths), "video_seconds": total, "pinned_core": core,
-            "ours_s": _median(ours_t), "seek_loop_s": _median(seek_t),
-            "ours_video_s_per_s_per_core": total / _median(ours_t),
-            "seek_loop_video_s_per_s_per_core": total / _median(seek_t),
-            "speed_ratio": _median(seek_t) / _median(ours_t),
-            "decode_only_s": decode_s, "mismatched_seconds": len(mismatches),
-            "mismatches": mismatches[:20], "reps": reps}
+    result = {"videos": len(paths), "video_seconds": total, "pinned_core": core,
+              "ours_s": _median(ours_t), "seek_loop_s": _median(seek_t),
+              "ours_video_s_per_s_per_core": total / _median(ours_t),
+              "seek_loop_video_s_per_s_per_core": total / _median(seek_t),
+              "speed_ratio": _median(seek_t) / _median(ours_t),
+              "decode_only_s": decode_s, "mismatched_seconds": len(mismatches),
+              "mismatches": mismatches[:20], "reps": reps,
+              "motion": {"demo": _with_and_without_motion(paths, reps, quality, max_side)}}
+    real = _real_clips(real_clips)
+    if real:
+        result["motion"]["real"] = dict(_with_and_without_motion(real, reps, quality, max_side),
+                                        folder=os.path.abspath(real_clips))
+    return result
 
 
 # --- 2a. plain Keras ---------------------------------------------------------------------------
@@ -357,12 +399,12 @@ def bench_spark(frames_file: str, weights: str, precision: str, batch_size: int,
     with TreeMemory(os.getpid()) as mem:
         for k, size in enumerate(sorted(sizes)):
             frames = all_frames[:size]
-            rows = [(v, s, float(s * 1000), f"{v}frame{s:04d}.jpg", j, 384, 288)
+            rows = [(v, s, float(s * 1000), f"{v}frame{s:04d}.jpg", j, 384, 288, v)
                     for v, s, j in frames]
             storage.overwrite(spark, config, "frames", spark.createDataFrame(rows, FRAMES))
             now = dt.datetime.now()
             vrows = [(v, f"/bench/{v}.mpg", "train", None, None, None, 25.0, 384, 288, None,
-                      None, None, None, "ok", None, now, None)
+                      None, None, None, "ok", None, now, None, v)
                      for v in sorted({v for v, _, _ in frames})]
             storage.overwrite(spark, config, "videos", spark.createDataFrame(vrows, VIDEOS))
             times, reports = [], []
@@ -453,7 +495,8 @@ def _say(msg: str) -> None:
 
 
 def run_all(out: str, weights: str, reps: int, e2e_reps: int, sizes: tuple,
-            batch_size: int, arrow_rows: int, precisions: tuple) -> dict:
+            batch_size: int, arrow_rows: int, precisions: tuple,
+            real_clips: Optional[str] = None) -> dict:
     started = time.perf_counter()
     out = os.path.abspath(out)
     data_dir = os.path.join(out, "data")
@@ -468,10 +511,13 @@ def run_all(out: str, weights: str, reps: int, e2e_reps: int, sizes: tuple,
 
     _say("extraction: sequential decoding vs the seek loop, one core")
     results["extract"] = _child(["extract", {"data_dir": data_dir, "reps": reps,
-                                             "frames_file": frames_file}])
+                                             "frames_file": frames_file,
+                                             "real_clips": real_clips}])
     _say(f"  {results['extract']['ours_video_s_per_s_per_core']:.0f} vs "
          f"{results['extract']['seek_loop_video_s_per_s_per_core']:.0f} video-s/s/core, "
          f"{results['extract']['mismatched_seconds']} mismatched seconds")
+    for kind, m in results["extract"]["motion"].items():
+        _say(f"  with motion ({kind} clips): {m['motion_ratio']:.2f} x the throughput without")
 
     results["featurize"] = {}
     for precision in precisions:
@@ -569,6 +615,14 @@ def markdown(r: dict) -> str:
                  f"({x['mismatched_seconds']} frames differ from the seek loop) | ≥ seek loop, exact |")
     lines.append(f"| Extraction, reference `CAP_PROP_POS_MSEC` seek loop | "
                  f"{_f(x['seek_loop_video_s_per_s_per_core'], '{:.0f}')} video-s/s | |")
+    names = {"demo": "the demo's MPEG-1 clips (384×288)",
+             "real": "real surveillance clips (`fights`, H.264, 352×240 to 1280×720)"}
+    for kind, m in x.get("motion", {}).items():
+        lines.append(f"| Extraction with motion features ({m['motion_width']} px, "
+                     f"{m['motion_fps']:g} frames/s), {names[kind]}, {m['video_seconds']} video-s, "
+                     f"one core | {_f(m['with_motion_video_s_per_s_per_core'], '{:.0f}')} video-s/s "
+                     f"with, {_f(m['without_motion_video_s_per_s_per_core'], '{:.0f}')} without = "
+                     f"**{_f(m['motion_ratio'], '{:.2f}')}** × | ≥ 0.5 × |")
     for precision, e in r["featurize"].items():
         lines.append(f"| Featurization {precision}, plain Keras (`{e['keras']['best_way']}`) | "
                      f"{_f(e['keras_fps'])} frames/s | |")
@@ -605,17 +659,17 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(path: str, table: str) -> bool:
-    """Replace the text between the bench markers in ``path``; False when the markers are
-    missing."""
+def update_readme(path: str, table: str, begin: str = BEGIN, end: str = END) -> bool:
+    """Replace the text between the markers ``begin`` and ``end`` in ``path``; False when the
+    markers are missing."""
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
-    if BEGIN not in text or END not in text:
+    if begin not in text or end not in text:
         return False
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(f"{head}{BEGIN}\n{table}{END}{tail}")
+        fh.write(f"{head}{begin}\n{table}{end}{tail}")
     return True
 
 
@@ -634,6 +688,10 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--arrow-batch-rows", type=int, default=64)
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--real-clips", default=os.path.join(ROOT, "..", "shared", "data", "fights",
+                                                             "videos"),
+                        help="a folder of real footage for the extraction-with-motion figure "
+                             "(default: ../shared/data/fights/videos; skipped when missing)")
     parser.add_argument("--readme", help="README to update between the bench markers")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: write results.md and the README table again from "
@@ -649,7 +707,8 @@ def main(argv=None) -> None:
     if not os.path.isfile(args.weights) and args.weights != "imagenet":
         sys.exit(f"vidspark bench: weights file not found: {args.weights} (use --weights)")
     results = run_all(args.out, args.weights, args.reps, args.e2e_reps, tuple(args.sizes),
-                      args.batch_size, args.arrow_batch_rows, tuple(args.precisions))
+                      args.batch_size, args.arrow_batch_rows, tuple(args.precisions),
+                      args.real_clips)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2, default=float)
         fh.write("\n")
@@ -657,12 +716,17 @@ def main(argv=None) -> None:
 
 
 def _write_tables(results: dict, out: str, readme: Optional[str]) -> None:
-    table = markdown(results)
+    write_table(markdown(results), out, readme, BEGIN, END)
+
+
+def write_table(table: str, out: str, readme: Optional[str], begin: str, end: str) -> None:
+    """Write ``table`` to ``<out>/results.md``, print it, and put it between the markers of
+    ``readme`` (when given)."""
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(table)
     print(table)
-    if readme and not update_readme(readme, table):
-        sys.exit(f"vidspark bench: {readme} has no {BEGIN} ... {END} markers")
+    if readme and not update_readme(readme, table, begin, end):
+        sys.exit(f"vidspark: {readme} has no {begin} ... {end} markers")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""The evaluation's own logic (``make eval`` itself is not a test): nested cross-validation holds
+whole cameras out, the figures, and README's quality table is the generated one."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vidspark import evaluate, evaluation, train
+from tests.conftest import ROOT, make_config
+
+
+def test_readme_quality_table_is_the_generated_one(tmp_path):
+    with open(os.path.join(ROOT, "eval", "results.json"), encoding="utf-8") as fh:
+        results = json.load(fh)
+    table = evaluate.markdown(results)
+    with open(os.path.join(ROOT, "eval", "results.md"), encoding="utf-8") as fh:
+        assert fh.read() == table
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        assert f"{evaluate.BEGIN}\n{table}{evaluate.END}" in fh.read()
+    rows = {r["row"] for r in results["rows"]}
+    assert {evaluate.DEFAULT, evaluate.ANOMALY, evaluate.TODAY[0]} <= rows
+    assert results["cameras"] == 49 and results["outer_folds"] >= 2
+
+
+def test_figures_and_the_camera_interval():
+    oof = pd.DataFrame({"camera": ["a", "a", "b", "b", "c", "c"], "label": [1, 0, 1, 0, 1, 0],
+                        "prob": [0.9, 0.1, 0.8, 0.3, 0.2, 0.7]})
+    f = evaluate.figures(oof.label, oof.prob, k=2)
+    assert f["roc_auc"] == pytest.approx(evaluation.area_under_roc(oof.label, oof.prob))
+    assert f["ap"] == pytest.approx(evaluation.average_precision(oof.label, oof.prob))
+    assert (f["positive_rate"], f["seconds"], f["positives"], f["precision_at_k"]) == (0.5, 6, 3, 1.0)
+    low, high = evaluate.camera_interval(oof, evaluation.area_under_roc, n=200)
+    assert 0 <= low <= f["roc_auc"] <= high <= 1
+    # within cameras: a and b rank their own seconds right, c wrong; a missing score is no rank
+    assert evaluate.within_cameras(oof) == {"roc_auc": pytest.approx(2 / 3), "cameras": 3}
+    oof.loc[oof.camera == "c", "prob"] = None
+    assert evaluate.within_cameras(oof) == {"roc_auc": 1.0, "cameras": 2}
+
+
+def test_nested_cv_holds_whole_cameras_out(spark, featurized):
+    config = make_config(featurized["tmp"], "train.folds=2")
+    data = train.training_set(spark, config, ("motion",)).cache()
+    oof, chosen = evaluate.nested_cv(spark, data, config, outer_folds=2)
+    assert len(oof) == data.count() and len(chosen) == 2
+    assert oof.prob.between(0, 1).all()
+    # every camera is held out in exactly one outer fold, with all its seconds
+    assert (oof.groupby("camera").fold.nunique() == 1).all()
+    per_camera = data.groupBy("camera").count().toPandas().set_index("camera")["count"]
+    assert (oof.groupby("camera").size() == per_camera.reindex(oof.camera.unique())).all()
+    assert {c["model"] for c in chosen} == {"logistic_regression"}
+    assert np.isfinite(evaluate.figures(oof.label, oof.prob)["ap"])
+    data.unpersist()
