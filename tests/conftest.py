@@ -15,7 +15,7 @@ TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
 
 # Tests run Spark in local mode with two cores; jobs never set a master themselves. The driver
 # fits the models: a PCA of the 2,048 embedding values takes a few hundred MB per fit.
-os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 2g pyspark-shell")
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 4g pyspark-shell")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -158,6 +158,13 @@ def _row_result(label, feature_sets_, oof, chosen, seconds) -> dict:
             "chosen": chosen, "seconds_taken": seconds, "predictions": oof}
 
 
+def shown_path(data: str) -> str:
+    """``data`` as results show it: relative to the checkout when it sits beside it (the
+    generated table must not depend on where the repository was cloned), else absolute."""
+    data = os.path.abspath(data)
+    return os.path.relpath(data, ROOT) if data.startswith(os.path.dirname(ROOT) + os.sep) else data
+
+
 def run_all(data: str, store: str, weights: str, config_file: Optional[str], folds: int,
             rows: Optional[list] = None) -> dict:
     """Extract, label and featurize ``data`` into ``store``, then evaluate every row."""
@@ -179,7 +186,7 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
     everything = train.training_set(spark, config, all_groups, weights_id, keys).localCheckpoint()
     n_cameras = everything.select("camera").distinct().count()
     results = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "data": os.path.abspath(data), "cameras": n_cameras,
+               "data": shown_path(data), "cameras": n_cameras,
                "videos": everything.select("video").distinct().count(),
                "outer_folds": folds, "inner_folds": int(config["train"]["folds"]),
                "weights": weights_id, "motion_version": motion.configured_identity(config),
@@ -254,8 +261,7 @@ def _chosen(r: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    m, data = results["machine"], results["data"]
-    shown = os.path.relpath(data, ROOT) if data.startswith(os.path.dirname(ROOT)) else data
+    m, shown = results["machine"], results["data"]
     lines = [f"Measured by `make eval` on {results['generated_at'][:10]} on `{shown}`: "
              f"{results['rows'][0]['seconds']} labelled seconds ({results['rows'][0]['positives']} "
              f"suspicious) of {results['videos']} videos from {results['cameras']} cameras. "
