@@ -153,3 +153,17 @@ def test_rebatch_keeps_order_and_batch_sizes(sizes, batch):
     assert all(c == batch for c in calls[:-1]) and 0 < calls[-1] <= batch
     assert sum(calls) == sum(sizes)
     assert max(held) <= batch + 2 * max(sizes)
+
+
+def test_chunks_follow_video_and_second_and_are_bounded(spark):
+    # video b has 5 seconds (one of them missing), a has 3, c has 1: 9 frames in chunks of 4
+    rows = [("b", s) for s in (0, 1, 2, 4, 5)] + [("a", s) for s in (2, 0, 1)] + [("c", 7)]
+    todo = spark.createDataFrame(rows, "video string, second int")
+    keys, sizes = FZ.plan_chunks(todo, 4)
+    got = sorted((r.video, r.second, r.chunk) for r in keys.collect())
+    assert [c["frames"] for c in sizes] == [4, 4, 1]
+    assert [c["videos"] for c in sizes] == [["a", "b"], ["b"], ["c"]]
+    assert got == [("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("b", 0, 0), ("b", 1, 1), ("b", 2, 1),
+                   ("b", 4, 1), ("b", 5, 1), ("c", 7, 2)]
+    empty, none = FZ.plan_chunks(todo.limit(0), 4)
+    assert none == [] and empty.count() == 0

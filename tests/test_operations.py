@@ -1,9 +1,11 @@
-"""Nightly operation through spark-submit: a run killed in the middle of featurization is
-completed by the next run with exactly the rows of a clean run, and two runs at once on one
-storage.root never corrupt or duplicate anything."""
+"""Nightly operation through spark-submit: runs killed in the middle of extraction and late in
+featurization keep the chunks they committed, the next run does only the rest, and the result
+has exactly the rows of a clean run; two runs at once on one storage.root never corrupt or
+duplicate anything."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -28,7 +30,10 @@ def write_conf(tmp, name, data_root, weights) -> str:
         "storage": {"root": str(tmp / name)},
         "input": {"train_videos": f"{data_root}/train", "score_videos": f"{data_root}/score",
                   "labels": f"{data_root}/labels.csv"},
-        "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8},
+        # several commits per stage: 15 clips of 8 s are 5 chunks of extraction and featurization
+        "extract": {"chunk_seconds": 24},
+        "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8,
+                       "chunk_frames": 24},
         "spark": {"spark.sql.shuffle.partitions": 4},
     }))
     return str(conf)
@@ -80,7 +85,7 @@ def data(tmp_path_factory):
     return str(root)
 
 
-def test_concurrent_runs_and_a_crash_in_featurization(spark, tmp_path, data, weights_path):
+def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_path, data, weights_path):
     clean_conf = write_conf(tmp_path, "clean", data, weights_path)
     crash_conf = write_conf(tmp_path, "crash", data, weights_path)
 
@@ -94,32 +99,53 @@ def test_concurrent_runs_and_a_crash_in_featurization(spark, tmp_path, data, wei
     assert "another run holds storage.root" in second.stdout + second.stderr
     assert clean.wait(timeout=900) == 0, clean.stdout.read()[-3000:]
 
-    # 2. A run killed (SIGKILL, whole process group) in the middle of featurization.
+    crash_config = load_config(crash_conf)
+    total_videos, total_frames = 15, 15 * 8
+
+    # 2. A run killed (SIGKILL, whole process group) after extraction committed its first chunk.
     crashed = start(crash_conf)
-    wait_for_line(crashed, "frames to featurize")
-    time.sleep(4)
+    wait_for_line(crashed, "extract: chunk 1/")
+    os.killpg(crashed.pid, signal.SIGKILL)
+    crashed.wait(timeout=60)
+    storage.register_tables(spark, crash_config)
+    kept_videos = storage.read(spark, crash_config, "videos").count()
+    assert 0 < kept_videos < total_videos
+
+    # 3. The next run decodes only the videos not committed, and is killed late in featurization.
+    crashed = start(crash_conf)
+    lines = wait_for_line(crashed, "frames to featurize")
+    chunks = int(re.search(r"in (\d+) chunk", lines[-1]).group(1))
+    assert chunks >= 3, lines[-1]
+    lines += wait_for_line(crashed, f"featurize: chunk {chunks - 1}/{chunks} committed")
     assert crashed.poll() is None, "featurization finished before the kill"
     os.killpg(crashed.pid, signal.SIGKILL)
     crashed.wait(timeout=60)
-    crash_config = load_config(crash_conf)
+    log = "".join(lines)
+    assert "took over the lock" in log
+    assert re.search(rf"\b{total_videos - kept_videos} new videos", log)
+    assert f"featurize: {total_frames} frames to featurize" in log
     assert os.path.exists(os.path.join(crash_config["storage"]["root"], LOCK_NAME))
     storage.register_tables(spark, crash_config)
-    assert storage.read(spark, crash_config, "features").count() == 0   # nothing half-written
+    committed = storage.read(spark, crash_config, "features").count()
+    # whole chunks only, in order: at least the first chunks - 1, not all
+    assert committed % 24 == 0 and (chunks - 1) * 24 <= committed < total_frames, committed
     assert storage.read(spark, crash_config, "predictions").count() == 0
 
-    # 3. The next run takes over the dead run's lock and completes the work.
+    # 4. The next run takes over the dead run's lock and featurizes only what was not committed.
     rerun = start(crash_conf)
     log = "".join(wait_for_line(rerun, "succeeded:"))
     assert rerun.wait(timeout=900) == 0
-    assert "took over the lock" in log and "0 new videos" in log
+    assert "took over the lock" in log and re.search(r"\b0 new videos", log)
+    assert f"featurize: {total_frames - committed} frames to featurize" in log
     runs = storage.read(spark, crash_config, "runs").toPandas()
     assert set(runs.status) == {"abandoned", "succeeded"}
-    # the killed run: its run row abandoned, the stages it finished recorded, featurize never ended
-    killed = runs[runs.status == "abandoned"].run_id.iloc[0]
-    assert set(runs[runs.run_id == killed].stage) == {"run", "extract", "labels"}
-    assert set(runs[runs.status == "abandoned"].stage) == {"run"}
+    abandoned = runs[runs.status == "abandoned"]
+    assert set(abandoned.stage) == {"run"} and abandoned.run_id.nunique() == 2
+    # the run killed in featurization recorded the stages it finished; featurize never ended
+    stages = runs.groupby("run_id").stage.apply(set)
+    assert sorted(map(sorted, stages[abandoned.run_id])) == [["extract", "labels", "run"], ["run"]]
 
-    # 4. Every table holds exactly what the clean run produced.
+    # 5. Every table holds exactly what the clean run produced.
     clean_config = load_config(clean_conf)
     storage.register_tables(spark, clean_config)
     expected = snapshot(spark, clean_config)

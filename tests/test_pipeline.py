@@ -116,3 +116,14 @@ def test_motion_of_stored_videos_is_measured_again_when_missing_or_outdated(spar
     assert third["motion_remeasured"] == 2
     assert {v[3] for v in motion(narrow).values()} == {"motion-1:w96:fps10"}
     assert extract.run(spark, narrow)["motion_remeasured"] == 0
+
+
+def test_extraction_chunks_bound_the_video_seconds_per_commit():
+    videos = [{"video": v, "header_frame_count": n, "fps": 25.0}
+              for v, n in (("a", 250), ("b", 250), ("c", 1000), ("d", 100), ("e", 100))]
+    chunks = extract.plan_chunks(videos, 20)
+    # 10 + 10 s; a 40 s video alone (longer than a chunk); 4 + 4 s
+    assert [[r["video"] for r in c] for c in chunks] == [["a", "b"], ["c"], ["d", "e"]]
+    assert extract.plan_chunks([], 20) == []
+    unknown = [{"video": "x", "header_frame_count": None, "fps": None}] * 3
+    assert len(extract.plan_chunks(unknown, 20)) == 1

@@ -135,9 +135,10 @@ def _validate(config: dict) -> None:
     if not config["storage"]["root"]:
         raise ConfigError("storage.root must be set")
     for key in ("featurizer.batch_size", "featurizer.arrow_batch_rows",
-                "featurizer.gpu_batch_size", "train.folds",
+                "featurizer.gpu_batch_size", "featurizer.chunk_frames", "train.folds",
                 "train.parallelism", "train.precision_at_k", "segments.min_seconds",
-                "extract.jpeg_quality", "extract.split_seconds", "extract.min_frames", "extract.max_side"):
+                "extract.jpeg_quality", "extract.split_seconds", "extract.chunk_seconds",
+                "extract.min_frames", "extract.max_side"):
         _positive_int(key, get(config, key))
     if get(config, "extract.jpeg_quality") > 100:
         raise ConfigError("extract.jpeg_quality must be between 1 and 100")

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import resource
+import time
 from typing import Iterator, Mapping, Optional
 
 import pandas as pd
@@ -335,15 +336,20 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             if video not in present and old["missing_since"] is None
             and all(role in listed for role in old["role"].split("+"))]
 
+    # Videos are decoded and committed in chunks of about `extract.chunk_seconds` video-seconds:
+    # a job killed mid-stage keeps every chunk it committed (their `videos` rows are written last,
+    # so the next run skips them) and decodes the rest.
     video_rows = [_quarantine_row(r, r["error"], now) for r in todo if r["error"]]
-    video_rows += _decode(spark, config, [r for r in todo if not r["error"]], now)
-
-    # Frames, motion, features and predictions of videos that changed or turned bad go.
-    stale = [v["video"] for v in video_rows if v["video"] in known]
-    bad = [v["video"] for v in video_rows if v["status"] == QUARANTINED and v["video"] in known]
-    for table, videos in (("frames", bad), ("motion", bad), ("features", stale),
-                          ("predictions", stale), ("segments", stale)):
-        storage.delete_videos(spark, config, table, videos)
+    _commit(spark, config, video_rows, known)
+    chunks = plan_chunks([r for r in todo if not r["error"]], int(config["extract"]["chunk_seconds"]))
+    started = time.perf_counter()
+    for i, chunk in enumerate(chunks):
+        rows = _decode(spark, config, chunk, now)
+        _commit(spark, config, rows, known)
+        video_rows += rows
+        if len(chunks) > 1:
+            log.info("extract: chunk %d/%d committed (%d videos, %.0fs)", i + 1, len(chunks),
+                     len(chunk), time.perf_counter() - started)
     recamera = [t for t in touched if t["camera"] != known[t["video"]]["camera"]
                 and t["status"] == OK]
     if recamera:
@@ -352,11 +358,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         for table in ("frames", "motion", "features", "predictions"):
             storage.set_camera(spark, config, table, cameras)
         log.info("extract: camera set for %d stored videos", len(recamera))
-    updates = video_rows + touched + gone
-    if updates:
-        columns = TABLES["videos"].fieldNames()
-        rows = [{k: _none_if_nan(row.get(k)) for k in columns} for row in updates]
-        storage.upsert(spark, config, "videos", spark.createDataFrame(rows, TABLES["videos"]))
+    _commit(spark, config, touched + gone, known, new_content=False)
     remeasured = _backfill_motion(spark, config, present)
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)
@@ -376,6 +378,38 @@ def run(spark: SparkSession, config: Mapping) -> dict:
              len(todo), n_ok, report["quarantined"], report["skipped"], len(gone), frames,
              remeasured)
     return report
+
+
+def plan_chunks(videos: list[dict], chunk_seconds: int) -> list[list[dict]]:
+    """Consecutive groups of ``videos`` of at most ``chunk_seconds`` seconds by their headers (a
+    longer video is a chunk of its own; its time ranges are still separate tasks)."""
+    chunks, current, seconds = [], [], 0.0
+    for r in videos:
+        duration = (r["header_frame_count"] or 0) / r["fps"] if r.get("fps") else 0.0
+        if current and seconds + duration > chunk_seconds:
+            chunks.append(current)
+            current, seconds = [], 0.0
+        current.append(r)
+        seconds += duration
+    return chunks + ([current] if current else [])
+
+
+def _commit(spark: SparkSession, config: Mapping, rows: list[dict], known: dict,
+            new_content: bool = True) -> None:
+    """Write ``videos`` rows, last (after their frames and motion). Rows of ``new_content`` (a
+    decoded or quarantined file) replace what a stored video of the same id had: its features,
+    predictions and segments go, and its frames and motion too when it is now quarantined."""
+    if not rows:
+        return
+    if new_content:
+        stale = [v["video"] for v in rows if v["video"] in known]
+        bad = [v["video"] for v in rows if v["status"] == QUARANTINED and v["video"] in known]
+        for table, videos in (("frames", bad), ("motion", bad), ("features", stale),
+                              ("predictions", stale), ("segments", stale)):
+            storage.delete_videos(spark, config, table, videos)
+    columns = TABLES["videos"].fieldNames()
+    storage.upsert(spark, config, "videos", spark.createDataFrame(
+        [{k: _none_if_nan(row.get(k)) for k in columns} for row in rows], TABLES["videos"]))
 
 
 def _same_file(old: Optional[dict], new: dict) -> bool:

@@ -30,11 +30,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -354,27 +355,77 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     todo = (frames.join(ok_videos, "video", "left_semi")
             .join(done, ["video", "second"], "left_anti")
             .select("video", "second", "jpeg", "camera"))
-    n = todo.count()
     total = frames.count()
+    chunk_frames = int(config["featurizer"]["chunk_frames"])
+    keys, chunks = plan_chunks(todo, chunk_frames)
+    n = sum(c["frames"] for c in chunks)
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
-                "featurized": 0, "weights": identity, "precision": precision}
-    log.info("featurize: %d frames to featurize with %s", n, identity)
-    parallelism = spark.sparkContext.defaultParallelism
-    batch_size = int(config["featurizer"]["batch_size"])
-    # Up to 4 tasks per core of model batches, and at least one task per core: each task's model
-    # runs single-threaded (one thread per task CPU).
-    partitions = max(min(parallelism, n), min(parallelism * 4, -(-n // batch_size)))
+                "featurized": 0, "weights": identity, "precision": precision, "chunks": 0}
+    log.info("featurize: %d frames to featurize with %s, in %d chunk(s) of at most %d frames",
+             n, identity, len(chunks), chunk_frames)
     fz = config["featurizer"]
-    feats = with_features(todo.repartition(partitions), weights=weights, identity=identity,
-                          batch_size=batch_size, seed=int(fz["random_seed"]),
-                          precision=precision, threads=int(fz["threads"]),
-                          gpu_batch_size=int(fz["gpu_batch_size"]))
-    # Materialise once: MERGE may read its source more than once, and the model is the cost.
-    feats = feats.localCheckpoint(eager=True)
-    storage.upsert(spark, config, "features", feats)
+    batch_size = int(fz["batch_size"])
+    parallelism = spark.sparkContext.defaultParallelism
+    partitions = 0
+    done_frames, started = 0, time.perf_counter()
+    for i, chunk in enumerate(chunks):
+        size = chunk["frames"]
+        # Up to 4 tasks per core of model batches, and at least one task per core: each
+        # task's model runs single-threaded (one thread per task CPU).
+        partitions = max(min(parallelism, size), min(parallelism * 4, -(-size // batch_size)))
+        # The video filter prunes the frames table's files (Delta data skipping) before the join.
+        part = (todo.where(F.col("video").isin(chunk["videos"]))
+                .join(keys.where(F.col("chunk") == i).drop("chunk"), ["video", "second"],
+                      "left_semi"))
+        feats = with_features(part.repartition(partitions), weights=weights,
+                              identity=identity, batch_size=batch_size,
+                              seed=int(fz["random_seed"]), precision=precision,
+                              threads=int(fz["threads"]),
+                              gpu_batch_size=int(fz["gpu_batch_size"]))
+        # Materialise once: MERGE may read its source more than once, and the model is the cost.
+        feats = feats.localCheckpoint(eager=True)
+        # Each chunk is its own commit: a job killed later keeps it, and the next run's
+        # anti-join above leaves it out.
+        storage.upsert(spark, config, "features", feats)
+        done_frames += size
+        if len(chunks) > 1:
+            elapsed = time.perf_counter() - started
+            log.info("featurize: chunk %d/%d committed (%d frames; %d of %d done, %.0fs, "
+                     "about %.0fs left)", i + 1, len(chunks), size, done_frames, n, elapsed,
+                     elapsed / done_frames * (n - done_frames))
     log.info("featurize: %d frames featurized with %s", n, identity)
     return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
             "featurized": n, "weights": identity, "precision": precision,
-            "partitions": partitions}
+            "partitions": partitions, "chunks": len(chunks)}
+
+
+def plan_chunks(todo: DataFrame, chunk_frames: int) -> tuple[DataFrame, list[dict]]:
+    """Cut the frames of ``todo`` into chunks of at most ``chunk_frames`` frames, in order of
+    video and second (a video's seconds stay together unless it has more than a chunk).
+
+    Returns the (materialised) keys ``video, second, chunk`` and, per chunk, its number of
+    ``frames`` and its ``videos`` (so a chunk reads only their files of ``frames``). Only
+    per-video counts come to the driver; each frame's chunk is its position in that order (the
+    video's offset plus its rank in the video) divided by ``chunk_frames``.
+    """
+    counts = todo.groupBy("video").count().orderBy("video").toPandas()
+    if counts.empty:
+        return todo.select("video", "second", F.lit(0).alias("chunk")).limit(0), []
+    counts["offset"] = counts["count"].cumsum() - counts["count"]
+    spark = todo.sparkSession
+    offsets = spark.createDataFrame(counts[["video", "offset"]].astype({"offset": "int64"}))
+    rank = F.row_number().over(Window.partitionBy("video").orderBy("second")) - 1
+    keys = (todo.select("video", "second").join(F.broadcast(offsets), "video")
+            .select("video", "second",
+                    ((F.col("offset") + rank) / F.lit(chunk_frames)).cast("int").alias("chunk"))
+            .localCheckpoint(eager=True))   # fixed: chunks must not move as features commit
+    n = int(counts["count"].sum())
+    chunks = [{"frames": min(chunk_frames, n - k * chunk_frames), "videos": []}
+              for k in range(-(-n // chunk_frames))]
+    for video, offset, count in zip(counts["video"], counts["offset"], counts["count"]):
+        offset, count = int(offset), int(count)
+        for k in range(offset // chunk_frames, (offset + count - 1) // chunk_frames + 1):
+            chunks[k]["videos"].append(str(video))
+    return keys, chunks
