@@ -403,7 +403,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
 
 def plan_chunks(todo: DataFrame, chunk_frames: int) -> tuple[DataFrame, list[dict]]:
     """Cut the frames of ``todo`` into chunks of at most ``chunk_frames`` frames, in order of
-    video and second (a video's seconds stay together unless it has more than a chunk).
+    video and second (a video may span two or more chunks).
 
     Returns the (materialised) keys ``video, second, chunk`` and, per chunk, its number of
     ``frames`` and its ``videos`` (so a chunk reads only their files of ``frames``). Only
