@@ -1,5 +1,8 @@
-"""Shared test helpers: generated videos whose motion is known."""
+"""Shared test helpers: generated videos whose motion is known; generated result tables."""
 from __future__ import annotations
+
+import json
+import os
 
 import numpy as np
 
@@ -84,3 +87,17 @@ def scene_frames(kind: str, seconds: int = 6, fps: int = FPS, seed: int = 0):
 def write_scene(path, kind: str, seconds: int = 6, fps: int = FPS, seed: int = 0) -> str:
     write_video(path, scene_frames(kind, seconds, fps, seed), fps)
     return str(path)
+
+
+def generated_results(root: str, folder: str, module) -> dict:
+    """``<folder>/results.json`` of the checkout at ``root``, after asserting that
+    ``<folder>/results.md`` and README's block between ``module.BEGIN`` and ``module.END`` are
+    ``module.markdown`` of it (generated, never typed by hand)."""
+    with open(os.path.join(root, folder, "results.json"), encoding="utf-8") as fh:
+        results = json.load(fh)
+    table = module.markdown(results)
+    with open(os.path.join(root, folder, "results.md"), encoding="utf-8") as fh:
+        assert fh.read() == table
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        assert f"{module.BEGIN}\n{table}{module.END}" in fh.read()
+    return results

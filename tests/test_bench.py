@@ -1,8 +1,6 @@
 """The benchmark's own logic (``make bench`` itself is not a test): the reference seek loop gives
 the extract stage's frames, throughput is marginal, and README's table is the generated one."""
-import json
 import math
-import os
 
 import cv2
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 from vidspark import bench
 from vidspark.demo import decode_index_frame, write_index_video
 from tests.conftest import ROOT
+from tests.helpers import generated_results
 
 
 def test_reference_seek_loop_and_extraction_give_the_same_frames(tmp_path):
@@ -36,14 +35,7 @@ def test_marginal_throughput_removes_fixed_costs():
 
 def test_readme_table_is_the_generated_one(tmp_path):
     """README's performance table is bench/results.md, rendered from bench/results.json."""
-    with open(os.path.join(ROOT, "bench", "results.json"), encoding="utf-8") as fh:
-        results = json.load(fh)
-    table = bench.markdown(results)
-    with open(os.path.join(ROOT, "bench", "results.md"), encoding="utf-8") as fh:
-        assert fh.read() == table
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
-        readme = fh.read()
-    assert f"{bench.BEGIN}\n{table}{bench.END}" in readme
+    results = generated_results(ROOT, "bench", bench)
     for key in ("extract", "featurize", "e2e"):
         assert key in results
     # update_readme replaces only the marked block

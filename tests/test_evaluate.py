@@ -1,7 +1,5 @@
 """The evaluation's own logic (``make eval`` itself is not a test): nested cross-validation holds
 whole cameras out, the figures, and README's quality table is the generated one."""
-import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -9,16 +7,11 @@ import pytest
 
 from vidspark import evaluate, evaluation, train
 from tests.conftest import ROOT, make_config
+from tests.helpers import generated_results
 
 
-def test_readme_quality_table_is_the_generated_one(tmp_path):
-    with open(os.path.join(ROOT, "eval", "results.json"), encoding="utf-8") as fh:
-        results = json.load(fh)
-    table = evaluate.markdown(results)
-    with open(os.path.join(ROOT, "eval", "results.md"), encoding="utf-8") as fh:
-        assert fh.read() == table
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
-        assert f"{evaluate.BEGIN}\n{table}{evaluate.END}" in fh.read()
+def test_readme_quality_table_is_the_generated_one():
+    results = generated_results(ROOT, "eval", evaluate)
     rows = {r["row"] for r in results["rows"]}
     assert {evaluate.DEFAULT, evaluate.ANOMALY, evaluate.TODAY[0]} <= rows
     assert results["cameras"] == 49 and results["outer_folds"] >= 2

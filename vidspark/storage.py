@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vidspark.schemas import TABLES
+from vidspark.views import VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ def register_tables(spark: SparkSession, config: Mapping) -> None:
             _migrate_vectors(spark, config, name)
             # Partition columns are discovered from the folder layout (video=...).
             spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
-    from vidspark.segments import VIEWS
-
     for name, query in VIEWS.items():
         spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
 
