@@ -41,9 +41,13 @@ setup(
         "notebook": NOTEBOOK_REQUIRES,
         # make bench: process-tree memory of the driver and Python workers
         "bench": ["psutil>=5.9,<8"],
+        # featurizer.backend: jax. Keras 3 on JAX runs the same graph and weights; [gpu] brings
+        # JAX with its CUDA 12 libraries (GPU machines without a matching TensorFlow build).
+        "jax": ["jax[cpu]>=0.10,<0.11"],
+        "gpu": ["jax[cuda12]>=0.10,<0.11"],
         # deltalake: delta-rs, an independent Delta reader (no Spark) that every table must suit
         "test": ["pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9,<8", "deltalake>=1.1,<2",
-                 *NOTEBOOK_REQUIRES],
+                 "jax[cpu]>=0.10,<0.11", *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [

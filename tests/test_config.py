@@ -49,6 +49,7 @@ def test_parse_override_keeps_spark_keys_whole():
     (["train.max_iter"], "is not of the form key=value"),
     (["spark.master=local[1]"], "spark-submit --master chooses it"),
     (["featurizer.precision=float16"], "featurizer.precision must be one of float32, bfloat16"),
+    (["featurizer.backend=torch"], "featurizer.backend must be one of tensorflow, jax"),
     (["featurizer.threads=-1"], "featurizer.threads must be a non-negative integer"),
     (["featurizer.gpu_batch_size=0"], "featurizer.gpu_batch_size must be a positive integer"),
     (["input.camera=folders"], "input.camera must be one of folder, parent, regex"),

@@ -35,10 +35,14 @@ def test_preprocessing_is_inceptions_own_in_rgb_order(images):
     assert x[0, ..., 0].mean() > 0.5 > x[0, ..., 2].mean()   # red is channel 0 (RGB)
 
 
-def test_spark_udf_matches_plain_keras(spark, images, weights_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_spark_udf_matches_plain_keras(spark, images, weights_path, backend):
+    """The UDF on either Keras backend gives plain Keras-TensorFlow's features (on JAX, the last
+    batch of 1 frame is padded to the batch size of 2)."""
     frames = spark.createDataFrame([("v", i, jpeg(img), "cam") for i, img in enumerate(images)],
                                    "video string, second int, jpeg binary, camera string")
-    out = FZ.with_features(frames, weights=weights_path, identity="id", batch_size=2)
+    out = FZ.with_features(frames.coalesce(1), weights=weights_path, identity="id", batch_size=2,
+                           backend=backend)
     assert out.schema["features"].dataType.simpleString() == "array<float>"   # any engine reads it
     rows = sorted(out.collect(), key=lambda r: r.second)
     feats = np.array([r.features for r in rows])
@@ -50,6 +54,25 @@ def test_spark_udf_matches_plain_keras(spark, images, weights_path):
     plain = FZ.load_model(weights_path).predict_on_batch(
         FZ.preprocess_jpegs([jpeg(img) for img in images]))
     np.testing.assert_allclose(feats, plain, rtol=1e-3, atol=1e-4)
+    assert (cosine(feats, np.asarray(plain)) >= 0.999).all()
+
+
+def test_backends_switch_in_a_reused_worker(spark, images, weights_path):
+    """Spark reuses Python workers across jobs: a worker that ran Keras on TensorFlow runs JAX
+    next (its float rounding differs a little: the JAX graph really ran) and TensorFlow again
+    (the same features as the first time)."""
+    frames = spark.createDataFrame([("v", i, jpeg(img), "cam") for i, img in enumerate(images)],
+                                   "video string, second int, jpeg binary, camera string")
+
+    def features(backend):
+        out = FZ.with_features(frames.coalesce(1), weights=weights_path, identity="id",
+                               batch_size=4, backend=backend)
+        return np.array([r.features for r in sorted(out.collect(), key=lambda r: r.second)])
+
+    tf1, jx, tf2 = features("tensorflow"), features("jax"), features("tensorflow")
+    np.testing.assert_array_equal(tf1, tf2)
+    assert (cosine(tf1, jx) >= 0.999).all()
+    assert np.abs(tf1 - jx).max() > 0
 
 
 def test_weights_identity(weights_path, monkeypatch):
@@ -83,13 +106,14 @@ def cosine(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_bfloat16_features_are_close_to_float32(spark, images, weights_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_bfloat16_features_are_close_to_float32(spark, images, weights_path, backend):
     """featurizer.precision bfloat16 runs the model in bfloat16 (features differ from float32)
     and stores float32 features whose cosine similarity to float32's is >= 0.99 on every frame."""
     frames = spark.createDataFrame([("v", i, jpeg(img), None) for i, img in enumerate(images)],
                                    "video string, second int, jpeg binary, camera string")
     out = FZ.with_features(frames, weights=weights_path, identity="id+bfloat16", batch_size=2,
-                           precision="bfloat16")
+                           precision="bfloat16", backend=backend)
     assert out.schema["features"].dataType.simpleString() == "array<float>"
     rows = sorted(out.collect(), key=lambda r: r.second)
     bf16 = np.array([r.features for r in rows])
@@ -110,7 +134,7 @@ def test_bfloat16_falls_back_to_float32_with_a_warning(spark, monkeypatch, caplo
     ok, found = FZ.executor_supports_bfloat16(spark)     # the real probe, on an executor
     assert ok == FZ.cpu_has_bfloat16() or "GPU" in found   # local mode: this machine
     assert FZ.resolve_precision(spark, cfg) == ("bfloat16" if ok else "float32")
-    monkeypatch.setattr(FZ, "executor_supports_bfloat16", lambda s: (False, "host: no flags"))
+    monkeypatch.setattr(FZ, "executor_supports_bfloat16", lambda s, b: (False, "host: no flags"))
     with caplog.at_level("WARNING", logger="vidspark.featurize"):
         assert FZ.resolve_precision(spark, cfg) == "float32"
     assert "no bfloat16 hardware (host: no flags): using float32" in caplog.text

@@ -127,3 +127,29 @@ def test_extraction_chunks_bound_the_video_seconds_per_commit():
     assert extract.plan_chunks([], 20) == []
     unknown = [{"video": "x", "header_frame_count": None, "fps": None}] * 3
     assert len(extract.plan_chunks(unknown, 20)) == 1
+
+
+def test_featurize_stage_on_jax_gives_tensorflows_features(spark, tmp_path, small_demo,
+                                                           weights_path):
+    """featurizer.backend: jax runs the stage (recorded in its report) with the same feature
+    identity, and its stored features agree with TensorFlow's on every frame (cosine >= 0.999)."""
+    from vidspark import featurize
+
+    config = _small_config(tmp_path, small_demo, f"featurizer.weights={weights_path}",
+                           "featurizer.backend=jax")
+    storage.register_tables(spark, config)
+    extract.run(spark, config)
+    report = featurize.run(spark, config)
+    assert (report["backend"], report["featurized"]) == ("jax", 60)
+    jax_rows = {(r.video, r.second): np.array(r.features)
+                for r in storage.read(spark, config, "features").collect()}
+    frames = storage.read(spark, config, "frames").select("video", "second", "jpeg", "camera")
+    tf_rows = {(r.video, r.second): np.array(r.features)
+               for r in featurize.with_features(frames, weights=weights_path, identity=report["weights"],
+                                                batch_size=32).collect()}
+    assert jax_rows.keys() == tf_rows.keys() and len(jax_rows) == 60
+    a = np.stack([jax_rows[k] for k in sorted(jax_rows)])
+    b = np.stack([tf_rows[k] for k in sorted(jax_rows)])
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() >= 0.999, cos.min()
+    assert report["weights"] == featurize.resolve_weights(config)[1]   # backend not in identity

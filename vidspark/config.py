@@ -157,6 +157,9 @@ def _validate(config: dict) -> None:
     if get(config, "featurizer.precision") not in PRECISIONS:
         raise ConfigError(f"featurizer.precision must be one of {', '.join(PRECISIONS)}, "
                           f"not {get(config, 'featurizer.precision')!r}")
+    if get(config, "featurizer.backend") not in BACKENDS:
+        raise ConfigError(f"featurizer.backend must be one of {', '.join(BACKENDS)}, "
+                          f"not {get(config, 'featurizer.backend')!r}")
     weights = get(config, "featurizer.weights")
     if not isinstance(weights, str) or not weights:
         raise ConfigError("featurizer.weights must be 'imagenet', 'random' or a path to a weights file")
@@ -174,6 +177,7 @@ def _positive_int(key: str, value) -> None:
 
 
 PRECISIONS = ("float32", "bfloat16")
+BACKENDS = ("tensorflow", "jax")   # Keras 3 backends the featurizer runs on
 GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")   # logistic regression
 CAMERA_MODES = ("folder", "parent", "regex")
 GROUP_BY = ("camera", "video")

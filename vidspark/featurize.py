@@ -13,9 +13,17 @@ mixed precision (bfloat16 compute, float32 variables) where the hardware has bfl
 executor, where the model runs; without such hardware the stage logs a warning and uses float32.
 Features are stored as float32 either way, and the precision is part of the feature identity.
 
-Threads and devices: each Python worker gives TensorFlow as many threads as its task has CPUs
+Backend (``featurizer.backend``): ``tensorflow`` (the default) or ``jax``. Keras 3 runs the same
+InceptionV3 graph with the same weights file and the same preprocessing on either; their features
+agree to float32 rounding (cosine >= 0.999 is tested), so the backend is not part of the feature
+identity (it is recorded in the run's details). JAX is there for GPU machines that have no
+TensorFlow build for their CUDA (the ``[gpu]`` extra installs JAX with CUDA); XLA compiles one
+program per input shape, so on JAX every model call has the same batch shape (a short last batch
+is padded and the padding's outputs dropped).
+
+Threads and devices: each Python worker gives the backend as many threads as its task has CPUs
 (``spark.task.cpus``; ``featurizer.threads`` overrides), so ``local[*]`` runs one single-threaded
-model per core instead of several models fighting over every core. A worker whose TensorFlow sees
+model per core instead of several models fighting over every core. A worker whose backend sees
 a GPU (the one Spark assigned to its task, when GPU scheduling is on) uses it with
 ``featurizer.gpu_batch_size`` frames per model call.
 
@@ -28,8 +36,10 @@ The identity of the weights is stored with every feature row and with every mode
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
+import sys
 import time
 from typing import Iterator, Mapping
 
@@ -40,7 +50,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage
-from vidspark.config import PRECISIONS
+from vidspark.config import BACKENDS, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +184,63 @@ def _init_tensorflow(threads: int) -> bool:
     return _DEVICE["gpu"]
 
 
-def load_model(weights: str, seed: int = 0, precision: str = "float32", threads: int = 0):
-    """The Keras InceptionV3 feature extractor, cached per Python process.
+def _init_jax(threads: int) -> bool:
+    """Configure JAX before its first use in this process: on a GPU task, only the GPU Spark
+    assigned, allocated as needed (JAX otherwise takes 75% of the GPU's memory up front, so
+    workers could not share it); on CPUs, ``threads`` XLA threads. Returns whether JAX sees a
+    GPU."""
+    if "jax_gpu" not in _DEVICE:
+        addresses = _gpu_addresses()
+        if addresses and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if threads > 0 and "jax" not in sys.modules:
+            os.environ.setdefault(
+                "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
+                             f"intra_op_parallelism_threads={threads}")
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        _DEVICE["jax_gpu"] = bool(gpus)
+        if gpus:
+            log.info("featurize: JAX uses GPU(s) %s", gpus)
+    return _DEVICE["jax_gpu"]
+
+
+def init_backend(backend: str, threads: int = 0) -> bool:
+    """Configure ``backend``'s devices and threads in this process (once); whether it sees a GPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    return _init_tensorflow(threads) if backend == "tensorflow" else _init_jax(threads)
+
+
+def keras_on(backend: str):
+    """The ``keras`` package running on ``backend`` in this process. Keras reads its backend when
+    first imported (``KERAS_BACKEND``); a Python worker that already ran Keras on another backend
+    (Spark reuses workers across jobs) switches with ``keras.config.set_backend``, which reloads
+    Keras; models built before keep working."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+    keras = importlib.import_module("keras")
+    if keras.backend.backend() != backend:
+        keras.config.set_backend(backend)
+        keras = importlib.import_module("keras")
+    return keras
+
+
+def load_model(weights: str, seed: int = 0, precision: str = "float32", threads: int = 0,
+               backend: str = "tensorflow"):
+    """The Keras InceptionV3 feature extractor on ``backend``, cached per Python process.
 
     ``precision`` ``bfloat16`` builds it under Keras' ``mixed_bfloat16`` policy (bfloat16
-    compute, float32 variables); ``threads`` > 0 sets TensorFlow's intra-op threads when this
-    is the process's first TensorFlow use."""
+    compute, float32 variables); ``threads`` > 0 sets the backend's intra-op threads when this
+    is the process's first use of it."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    key = (weights, seed, precision)
+    key = (weights, seed, precision, backend)
     if key not in _MODELS:
-        _init_tensorflow(threads)
-        import keras
+        init_backend(backend, threads)
+        keras = keras_on(backend)
 
         if weights == "random":
             keras.utils.set_random_seed(seed)
@@ -219,17 +274,25 @@ def preprocess_jpegs(jpegs) -> np.ndarray:
 
 
 def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0,
-                    precision: str = "float32") -> np.ndarray:
+                    precision: str = "float32", backend: str = "tensorflow") -> np.ndarray:
     """Features (n, 2048, float32) for a sequence of JPEG frames, ``batch_size`` frames per model
     call."""
-    model = load_model(weights, seed, precision)
-    parts = [_predict(model, jpegs[i:i + batch_size]) for i in range(0, len(jpegs), batch_size)]
+    model = load_model(weights, seed, precision, backend=backend)
+    pad = batch_size if backend == "jax" else 0
+    parts = [_predict(model, jpegs[i:i + batch_size], pad)
+             for i in range(0, len(jpegs), batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
 
 
-def _predict(model, jpegs) -> np.ndarray:
-    """One model call: float32 features (n, 2048) of a batch of JPEG frames."""
-    return np.asarray(model.predict_on_batch(preprocess_jpegs(jpegs)), dtype=np.float32)
+def _predict(model, jpegs, pad_to: int = 0) -> np.ndarray:
+    """One model call: float32 features (n, 2048) of a batch of JPEG frames. With ``pad_to``,
+    a shorter batch is padded with zeros to that many frames (one input shape, so XLA compiles
+    once) and the padding's outputs are dropped."""
+    x = preprocess_jpegs(jpegs)
+    n = len(x)
+    if pad_to > n:
+        x = np.concatenate([x, np.zeros((pad_to - n,) + x.shape[1:], x.dtype)])
+    return np.asarray(model.predict_on_batch(x), dtype=np.float32)[:n]
 
 
 def rebatch(batches: Iterator[pd.Series], fn, batch_size: int) -> Iterator[pd.Series]:
@@ -259,26 +322,27 @@ def rebatch(batches: Iterator[pd.Series], fn, batch_size: int) -> Iterator[pd.Se
 
 
 def _features_udf(weights: str, batch_size: int, seed: int, precision: str = "float32",
-                  threads: int = 0, gpu_batch_size: int = 128):
+                  threads: int = 0, gpu_batch_size: int = 128, backend: str = "tensorflow"):
     @F.pandas_udf(T.ArrayType(T.FloatType()))
     def inception_features(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
         n_threads = threads or (ctx.cpus() if ctx is not None else 0)
-        on_gpu = _init_tensorflow(n_threads)
-        model = load_model(weights, seed, precision, n_threads)  # once per Python worker
+        on_gpu = init_backend(backend, n_threads)
+        model = load_model(weights, seed, precision, n_threads, backend)  # once per worker
         size = gpu_batch_size if on_gpu else batch_size
-        yield from rebatch(batches, lambda jpegs: list(_predict(model, jpegs)), size)
+        pad = size if backend == "jax" else 0     # XLA: one batch shape
+        yield from rebatch(batches, lambda jpegs: list(_predict(model, jpegs, pad)), size)
     return inception_features
 
 
 def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size: int,
                   seed: int = 0, precision: str = "float32", threads: int = 0,
-                  gpu_batch_size: int = 128) -> DataFrame:
+                  gpu_batch_size: int = 128, backend: str = "tensorflow") -> DataFrame:
     """``frames`` (video, second, jpeg, camera) -> (video, second, features as array<float>,
     weights identity, camera)."""
-    udf = _features_udf(weights, batch_size, seed, precision, threads, gpu_batch_size)
+    udf = _features_udf(weights, batch_size, seed, precision, threads, gpu_batch_size, backend)
     return frames.select(
         "video", "second",
         udf(F.col("jpeg")).alias("features"),
@@ -287,30 +351,33 @@ def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size:
     )
 
 
-def _probe_executor(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    for _ in batches:
-        pass
-    import platform
+def _prober(backend: str):
+    def probe_executor(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for _ in batches:
+            pass
+        import platform
 
-    info = {"host": platform.node(), "cpu_bfloat16": cpu_has_bfloat16(),
-            "gpus": len(_gpu_addresses())}
-    if not info["cpu_bfloat16"] and not info["gpus"]:
-        info["gpus"] = int(_init_tensorflow(0))   # a GPU TensorFlow sees without GPU scheduling
-    yield pd.DataFrame([info])
+        info = {"host": platform.node(), "cpu_bfloat16": cpu_has_bfloat16(),
+                "gpus": len(_gpu_addresses())}
+        if not info["cpu_bfloat16"] and not info["gpus"]:
+            info["gpus"] = int(init_backend(backend))   # a GPU seen without GPU scheduling
+        yield pd.DataFrame([info])
+    return probe_executor
 
 
 _PROBED: dict = {}
 
 
-def executor_supports_bfloat16(spark: SparkSession) -> tuple[bool, str]:
+def executor_supports_bfloat16(spark: SparkSession,
+                               backend: str = "tensorflow") -> tuple[bool, str]:
     """Whether an executor (where the model runs) has bfloat16 hardware, and what it found;
-    asked once per Spark application."""
-    app = spark.sparkContext.applicationId
+    asked once per Spark application and backend."""
+    app = (spark.sparkContext.applicationId, backend)
     if app not in _PROBED:
         # collect(), not first(): a Python task whose output is read to the end hands its worker
-        # back for reuse; one cut short loses it, and the next worker must load TensorFlow again.
+        # back for reuse; one cut short loses it, and the next worker must load the model again.
         row = (spark.range(1, numPartitions=1)
-               .mapInPandas(_probe_executor, "host string, cpu_bfloat16 boolean, gpus int")
+               .mapInPandas(_prober(backend), "host string, cpu_bfloat16 boolean, gpus int")
                .collect()[0])
         if row.cpu_bfloat16:
             _PROBED[app] = (True, f"{row.host}: CPU with bfloat16 instructions")
@@ -327,7 +394,7 @@ def resolve_precision(spark: SparkSession, config: Mapping) -> str:
     wanted = config["featurizer"]["precision"]
     if wanted != "bfloat16":
         return wanted
-    ok, found = executor_supports_bfloat16(spark)
+    ok, found = executor_supports_bfloat16(spark, config["featurizer"]["backend"])
     if ok:
         log.info("featurize: bfloat16 precision (%s)", found)
         return "bfloat16"
@@ -363,9 +430,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
                 "featurized": 0, "weights": identity, "precision": precision, "chunks": 0}
-    log.info("featurize: %d frames to featurize with %s, in %d chunk(s) of at most %d frames",
-             n, identity, len(chunks), chunk_frames)
     fz = config["featurizer"]
+    backend = fz["backend"]
+    log.info("featurize: %d frames to featurize with %s on %s, in %d chunk(s) of at most %d "
+             "frames", n, identity, backend, len(chunks), chunk_frames)
     batch_size = int(fz["batch_size"])
     parallelism = spark.sparkContext.defaultParallelism
     partitions = 0
@@ -383,7 +451,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                               identity=identity, batch_size=batch_size,
                               seed=int(fz["random_seed"]), precision=precision,
                               threads=int(fz["threads"]),
-                              gpu_batch_size=int(fz["gpu_batch_size"]))
+                              gpu_batch_size=int(fz["gpu_batch_size"]), backend=backend)
         # Materialise once: MERGE may read its source more than once, and the model is the cost.
         feats = feats.localCheckpoint(eager=True)
         # Each chunk is its own commit: a job killed later keeps it, and the next run's
@@ -397,7 +465,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                      elapsed / done_frames * (n - done_frames))
     log.info("featurize: %d frames featurized with %s", n, identity)
     return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
-            "featurized": n, "weights": identity, "precision": precision,
+            "featurized": n, "weights": identity, "precision": precision, "backend": backend,
             "partitions": partitions, "chunks": len(chunks)}
 
 
