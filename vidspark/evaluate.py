@@ -8,7 +8,7 @@ seconds of cameras it never saw:
 
 * outer folds group by camera (``--folds``, default 5): no camera is ever on both sides;
 * inside each outer training part the train stage's sweep runs as in the nightly job (its
-  camera-grouped ``CrossValidator`` over the feature set's candidates), the best candidate is
+  camera-grouped cross-validation of the feature set's candidates), the best candidate is
   refit on the whole outer training part and scores the held-out cameras;
 * the held-out probabilities of all outer folds are pooled: average precision (AP), ROC AUC,
   precision at k, beside the positive rate (the AP of a random ranking).

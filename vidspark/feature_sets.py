@@ -226,12 +226,16 @@ def _with_embedding_change(df: DataFrame) -> DataFrame:
 # --- the assembly ----------------------------------------------------------------------------
 
 def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[str] = None,
-             videos: Optional[DataFrame] = None) -> DataFrame:
+             videos: Optional[DataFrame] = None, anomaly_score: bool = True) -> DataFrame:
     """(video, second, camera, one vector column per group of ``groups``, anomaly_score) for every
     second of ``videos`` (a DataFrame with a ``video`` column; all videos when None) that has the
     inputs of the groups: motion rows of the current motion settings, and embeddings of
     ``weights`` for ``appearance`` and ``change``. Context windows see every stored second of the
-    video, so score and train get the same values for the same second."""
+    video, so score and train get the same values for the same second.
+
+    ``anomaly_score=False`` leaves the column null unless the ``anomaly`` group needs it (the
+    camera statistics behind it are the costly part: training a model without that group needs
+    neither them nor, without ``change``, the camera backgrounds)."""
     f = config["features"]
     groups = tuple(groups)
     history = _camera_rows(spark, config, videos)
@@ -242,9 +246,17 @@ def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[
         emb = (storage.read(spark, config, "features").where(F.col("weights") == weights)
                .select("video", "second", F.col("features").alias("embedding")))
         rows = rows.join(emb, ["video", "second"], "inner")
-    background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
-    rows = anomaly_scores(with_background(rows, background), with_background(history, background),
-                          int(f["anomaly_min_seconds"]))
+    if anomaly_score or "anomaly" in groups:
+        background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
+        rows = anomaly_scores(with_background(rows, background),
+                              with_background(history, background),
+                              int(f["anomaly_min_seconds"]))
+    elif "change" in groups:
+        background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
+        rows = (with_background(rows, background)
+                .withColumn("anomaly_score", F.lit(None).cast("double")))
+    else:
+        rows = rows.withColumn("anomaly_score", F.lit(None).cast("double"))
     context = int(f["context_seconds"])
     columns = []
     if "motion" in groups:

@@ -39,15 +39,21 @@ def _embedded_artifacts(config: Mapping) -> str | None:
     return "file://" + os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "artifacts")
 
 
-def setup(config: Mapping) -> str:
-    """Point MLflow at the configured store and experiment; returns the experiment id."""
-    import mlflow
-
+def _store_uri(config: Mapping) -> str:
+    """The tracking URI, with the embedded store's folder made and MLflow's INFO lines off."""
     # MLflow prints its own INFO lines (database migrations, "Created version") through logging.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = tracking_uri(config)
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///"):]), exist_ok=True)
+    return uri
+
+
+def setup(config: Mapping) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id."""
+    import mlflow
+
+    uri = _store_uri(config)
     # mlflow.set_tracking_uri/set_registry_uri also export MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI;
     # put the user's values back, so a later config in this process is not sent to this store.
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -71,10 +77,10 @@ def setup(config: Mapping) -> str:
 
 
 def client(config: Mapping):
+    """A client of the configured store and its registry (no experiment needed: no lookup)."""
     from mlflow import MlflowClient
 
-    setup(config)
-    uri = tracking_uri(config)
+    uri = _store_uri(config)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -118,6 +124,7 @@ def validation(config: Mapping, version: int | str | None = None):
     """(out-of-fold validation predictions, threshold) of a registered version (the champion by
     default): the data behind the run's PR/ROC/histogram plots, for notebooks. Draw them with
     ``vidspark.evaluation.figures(frame, threshold)``."""
+    setup(config)
     v = champion(config) if version is None else client(config).get_model_version(
         model_name(config), str(version))
     if v is None:

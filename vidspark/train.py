@@ -7,8 +7,9 @@
 2. Every feature set x every candidate of every model family (``train.models``: Spark MLlib
    random forest, gradient-boosted trees, logistic regression) is a Spark ML ``Pipeline``
    (PCA of the embedding where the set has ``appearance``, ``VectorAssembler``, classifier),
-   evaluated by Spark's ``CrossValidator`` (``foldCol``, ``parallelism``); each is a nested MLflow
-   run.
+   fit on each grouped fold's complement, ``train.parallelism`` fits at a time, and scored by
+   its out-of-fold predictions (mean over folds, as Spark's ``CrossValidator`` scores); each is
+   a nested MLflow run.
 3. The best candidate's out-of-fold predictions give the metrics, the operating threshold and the
    plots; it is refit on all labelled data with that threshold and logged (``mlflow.spark``) and
    registered with its feature set. It takes the ``champion`` alias only when it beats the
@@ -31,10 +32,8 @@ import pandas as pd
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import (GBTClassifier, LogisticRegression,
                                        RandomForestClassifier)
-from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import PCA, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -86,14 +85,16 @@ def embedding_weights(spark: SparkSession, config: Mapping, keys: DataFrame) -> 
 
 
 def training_set(spark: SparkSession, config: Mapping, groups, weights: Optional[str] = None,
-                 keys: Optional[DataFrame] = None) -> DataFrame:
+                 keys: Optional[DataFrame] = None, anomaly_score: bool = True) -> DataFrame:
     """Labelled seconds with their feature groups: (video, second, camera, a vector column per
-    group, anomaly_score, label as double, source)."""
+    group, anomaly_score (null with ``anomaly_score=False``, unless a group needs it), label as
+    double, source)."""
     if keys is None:
         keys = labelled_keys(storage.read(spark, config, "labels"),
                              storage.read(spark, config, "videos"))
     assembled = feature_sets.assemble(spark, config, groups, weights=weights,
-                                      videos=keys.select("video").distinct())
+                                      videos=keys.select("video").distinct(),
+                                      anomaly_score=anomaly_score)
     return (assembled.join(keys, ["video", "second"], "inner")
             .select("video", "second", "camera", *groups, "anomaly_score",
                     F.col("label").cast("double").alias("label"), "source"))
@@ -223,15 +224,30 @@ def group_column(config: Mapping) -> str:
 
 # --- fingerprint -----------------------------------------------------------------------------
 
-def fingerprint(data: DataFrame, config: Mapping, inputs: Mapping) -> str:
+def summarize(data: DataFrame) -> dict:
+    """What training needs to know of the labelled rows, in one Spark job: ``rows``, ``hash`` (of
+    keys and labels), ``positives``, ``negatives``, ``videos``, ``cameras``, ``review_labels``."""
+    row = data.agg(F.count(F.lit(1)).alias("rows"),
+                   F.bit_xor(F.xxhash64("video", "second", "label")).alias("hash"),
+                   F.sum(F.when(F.col("label") == 1, 1).otherwise(0)).alias("positives"),
+                   F.sum(F.when(F.col("label") == 1, 0).otherwise(1)).alias("negatives"),
+                   F.countDistinct("video").alias("videos"),
+                   F.countDistinct("camera").alias("cameras"),
+                   F.sum(F.col("source").startswith(REVIEW_SOURCE).cast("int")).alias("review_labels")
+                   ).first()
+    return {k: (row[k] or 0) for k in row.asDict()}
+
+
+def fingerprint(data: DataFrame, config: Mapping, inputs: Mapping,
+                summary: Optional[dict] = None) -> str:
     """Identifies the labelled training rows (keys, labels), the identities of their features
     (``inputs``: weights, motion version) and the train and feature settings."""
-    row = data.agg(F.count(F.lit(1)).alias("n"),
-                   F.bit_xor(F.xxhash64("video", "second", "label")).alias("h")).first()
+    summary = summary if summary is not None else summarize(data)
     settings = json.dumps({"train": dict(config["train"]), "features": dict(config["features"]),
                            "inputs": dict(inputs), "model": tracking.model_name(config)},
                           sort_keys=True)
-    return f"n={row.n}:h={row.h or 0}:{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+    return (f"n={summary['rows']}:h={summary['hash']}:"
+            f"{hashlib.sha256(settings.encode()).hexdigest()[:16]}")
 
 
 # --- cross-validation -----------------------------------------------------------------------
@@ -249,6 +265,7 @@ class Validation:
     per_video_ap: dict = field(default_factory=dict)
     sub_models: list = field(default_factory=list)   # [fold][candidate] fitted pipelines
     group_by: str = "video"
+    best_model: object = None         # the best candidate refit on all the labelled rows
 
 
 def _fold_metrics(oof: pd.DataFrame, k: int) -> dict:
@@ -289,44 +306,66 @@ def folds_of(spark: SparkSession, data: DataFrame, config: Mapping) -> dict:
     return assign_folds(per_group, t["folds"], t["seed"], unit)
 
 
+def fit_all(spark: SparkSession, jobs: list, parallelism: int) -> list:
+    """Fit ``jobs`` (pairs of a Spark ML estimator and its training DataFrame), ``parallelism``
+    at a time in threads sharing the SparkContext; the fitted models, in order. Small fits are
+    chains of small Spark jobs (one per tree level or optimizer step), so fits side by side keep
+    the cores busy between each other's jobs."""
+    from multiprocessing.pool import ThreadPool
+
+    from pyspark.util import inheritable_thread_target
+
+    run = inheritable_thread_target(spark)(lambda job: job[0].fit(job[1]))
+    if parallelism <= 1 or len(jobs) <= 1:
+        return [run(job) for job in jobs]
+    with ThreadPool(min(parallelism, len(jobs))) as pool:
+        return pool.map(run, jobs)
+
+
+def _partitions(spark: SparkSession, n_rows: int) -> int:
+    """Partitions for fitting on ``n_rows`` labelled seconds: few, as every optimizer iteration
+    or tree level is a Spark job over them."""
+    return max(1, min(spark.sparkContext.defaultParallelism, n_rows // ROWS_PER_PARTITION))
+
+
 def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
                    grid: Optional[list] = None) -> Validation:
     """Grouped k-fold cross-validation of every candidate (``grid``, by default
-    ``candidates(config)``); ``data`` is ``training_set`` output with every group they use."""
+    ``candidates(config)``); ``data`` is ``training_set`` output with every group they use.
+
+    Every (fold, candidate) pipeline is fit on the other folds' rows, ``train.parallelism`` at a
+    time; each fold's model predicts its fold, and a candidate's metric is the mean over folds
+    (what Spark's ``CrossValidator`` computes, without its per-fold caching and checks). The best
+    candidate is refit on all rows (``best_model``); a lone candidate's refit runs beside the
+    folds."""
     t = config["train"]
     unit = group_column(config)
     folds = folds_of(spark, data, config)
     fold_df = spark.createDataFrame(list(folds.items()), f"{unit} string, fold int")
-    # Every optimizer iteration (or tree level) is a Spark job over the data: small labelled sets
-    # in few partitions cost less in job overhead, and candidates fit side by side use the cores.
-    n_rows = data.count()
-    partitions = max(1, min(spark.sparkContext.defaultParallelism, n_rows // ROWS_PER_PARTITION))
+    partitions = _partitions(spark, data.count())
     dataset = (with_class_weights(data).join(F.broadcast(fold_df), unit)
                .repartition(partitions).cache())
     grid = grid if grid is not None else candidates(config)
-    estimator = pipeline(grid[0], config)
-    cv = CrossValidator(estimator=estimator,
-                        estimatorParamMaps=[{estimator.stages: stages(c, config)} for c in grid],
-                        evaluator=BinaryClassificationEvaluator(rawPredictionCol="probability",
-                                                               metricName=t["metric"]),
-                        numFolds=t["folds"], foldCol="fold", parallelism=t["parallelism"],
-                        collectSubModels=True)
+    n_folds = int(t["folds"])
     try:
-        cv_model = cv.fit(dataset)
-        sub_models = cv_model.subModels
-        oof_all = _out_of_fold(dataset, sub_models, t["folds"], len(grid))
+        jobs = [(pipeline(cand, config), dataset.where(F.col("fold") != f))
+                for f in range(n_folds) for cand in grid]
+        if len(grid) == 1:
+            jobs.append((pipeline(grid[0], config), dataset))
+        fitted = fit_all(spark, jobs, int(t["parallelism"]))
+        sub_models = [fitted[f * len(grid):(f + 1) * len(grid)] for f in range(n_folds)]
+        oof_all = _out_of_fold(dataset, sub_models, n_folds, len(grid))
+        table = pd.DataFrame([{**cand, **_fold_metrics(oof_all[oof_all.candidate == c],
+                                                        t["precision_at_k"])}
+                              for c, cand in enumerate(grid)])
+        best = int(np.nanargmax(table[t["metric"]].to_numpy(dtype=float)))
+        best_model = (fitted[-1] if len(grid) == 1
+                      else pipeline(grid[best], config).fit(dataset))
     finally:
         dataset.unpersist()
-    rows = []
-    for c, cand in enumerate(grid):
-        m = _fold_metrics(oof_all[oof_all.candidate == c], t["precision_at_k"])
-        m[f"spark_{t['metric']}"] = float(cv_model.avgMetrics[c])
-        rows.append({**cand, **m})
-    table = pd.DataFrame(rows)
-    best = int(np.argmax(cv_model.avgMetrics))
     oof = oof_all[oof_all.candidate == best].drop(columns="candidate").reset_index(drop=True)
     result = Validation(folds=folds, candidates=grid, table=table, best=best, oof=oof,
-                        sub_models=sub_models, group_by=unit)
+                        sub_models=sub_models, group_by=unit, best_model=best_model)
     result.metrics = _fold_metrics(oof, t["precision_at_k"])
     result.threshold = evaluation.choose_threshold(oof.label, oof.prob, t["threshold"],
                                                    t["threshold_target"])
@@ -358,17 +397,27 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
     keys = spark.createDataFrame(reference[["video", "second", "label", "fold"]].astype(
         {"second": int, "label": float, "fold": int}))
     ref = (feature_sets.assemble(spark, config, groups, weights=inputs.get("weights"),
-                                 videos=keys.select("video").distinct())
+                                 videos=keys.select("video").distinct(), anomaly_score=False)
            .join(keys, ["video", "second"], "inner").cache())
     values, used = [], 0
     try:
+        # materialised once, not by each of the fits side by side
+        partitions = _partitions(spark, ref.count())
+        validations, jobs = [], []
         for f in sorted(reference.fold.unique()):
             validation = ref.where(F.col("fold") == int(f))
             held = validation.select("video", "camera").distinct()
             train_part = data.join(held.select("video"), "video", "left_anti")
             if group_column(config) == "camera":
                 train_part = train_part.join(held.select("camera"), "camera", "left_anti")
-            model = pipeline(candidate, config).fit(with_class_weights(train_part))
+            validations.append(validation)
+            # cached: a fit reads its input several times (metadata, splits, then the trees)
+            jobs.append((pipeline(candidate, config),
+                         with_class_weights(train_part).repartition(partitions).cache()))
+        models = fit_all(spark, jobs, int(config["train"]["parallelism"]))
+        for _, part in jobs:
+            part.unpersist()
+        for model, validation in zip(models, validations):
             got = with_probability(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
                 continue
@@ -497,8 +546,8 @@ def _version_tags(version) -> dict:
 
 
 def sync_models_table(spark: SparkSession, config: Mapping) -> None:
-    """Write the registry's versions of the model into the ``models`` table (when a version is new
-    there or the champion alias moved since the last sync)."""
+    """Mirror the registry's versions of the model in the ``models`` table (rewritten when a
+    version is new or gone there, or the champion alias moved since the last sync)."""
     champ = tracking.champion(config)
     rows = []
     for v in tracking.versions(config):
@@ -524,8 +573,10 @@ def sync_models_table(spark: SparkSession, config: Mapping) -> None:
             "motion_version": tags.get("motion_version")})
     have = {(r.model_id, r.champion, r.feature_set) for r in storage.read(spark, config, "models")
             .select("model_id", "champion", "feature_set").collect()}
-    if {(r["model_id"], r["champion"], r["feature_set"]) for r in rows} - have:
-        storage.upsert(spark, config, "models", spark.createDataFrame(rows, MODELS))
+    if {(r["model_id"], r["champion"], r["feature_set"]) for r in rows} != have:
+        # The registry is the truth and the table its mirror: one overwrite (cheaper than a
+        # MERGE) also drops versions deleted from the registry.
+        storage.overwrite(spark, config, "models", spark.createDataFrame(rows, MODELS))
 
 
 def _same_data_version(config: Mapping, data_fp: str):
@@ -566,8 +617,9 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         inputs = current_inputs(spark, config, keys)
         groups = feature_sets.union_groups(config["train"]["feature_sets"])
         weights = None if inputs["weights"] == NO_EMBEDDINGS else inputs["weights"]
-        data = training_set(spark, config, groups, weights, keys).cache()
-        data_fp = fingerprint(data, config, inputs)
+        data = training_set(spark, config, groups, weights, keys, anomaly_score=False).cache()
+        summary = summarize(data)
+        data_fp = fingerprint(data, config, inputs, summary)
         same = _same_data_version(config, data_fp)
         if same is not None:
             tags = _version_tags(same)
@@ -580,16 +632,15 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                     "videos": int(tags.get("train_videos", 0)),
                     "model_id": f"{name}/{same.version}", "model_version": int(same.version),
                     "feature_set": tags.get("feature_set"), "refit": False, "champion": None}
-        counts = {int(r.label): r["count"] for r in data.groupBy("label").count().collect()}
-        total = sum(counts.values())
+        counts = {k: v for k, v in ((1, summary["positives"]), (0, summary["negatives"])) if v}
+        total = summary["rows"]
         if total == 0:
             raise TrainingError("no labelled frames: no label matches a featurized frame of a "
                                 "train video (check input.labels and input.train_videos)")
         if len(counts) < 2:
             raise TrainingError(f"all {total} labelled frames have label {next(iter(counts))}: "
                                 "a classifier needs both classes (0 and 1)")
-        n_videos = data.select("video").distinct().count()
-        n_cameras = data.select("camera").distinct().count()
+        n_videos, n_cameras = summary["videos"], summary["cameras"]
         data_info = {"data.videos": n_videos, "data.cameras": n_cameras,
                      "data.positives": counts.get(1, 0), "data.negatives": counts.get(0, 0),
                      "data.weights": inputs["weights"], "data.motion_version": inputs["motion_version"],
@@ -597,13 +648,14 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                      "data.features_version": storage.table_version(spark, config, "features"),
                      "data.motion_table_version": storage.table_version(spark, config, "motion"),
                      "data.labels_version": storage.table_version(spark, config, "labels"),
-                     "data.review_labels": data.where(
-                         F.col("source").startswith(REVIEW_SOURCE)).count()}
+                     "data.review_labels": summary["review_labels"]}
         with mlflow.start_run(run_name="train") as active:
             result = cross_validate(spark, data, config)
             best = result.candidates[result.best]
             _log_validation(result, config, data_info)
-            model = pipeline(best, config).fit(with_class_weights(data))
+            # cross_validate refit the best candidate on all the rows (with their class weights;
+            # the fold column is not a feature): no second fit.
+            model = result.best_model
             set_threshold(model, result.threshold["threshold"])
             importances = _importances(model, best, config)
             if importances is not None:
