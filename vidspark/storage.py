@@ -71,8 +71,8 @@ def register_tables(spark: SparkSession, config: Mapping) -> None:
         spark.sql(f"DROP TABLE IF EXISTS {name}")
         path = table_path(config, name)
         if fmt == "delta":
-            _ensure_delta_table(spark, config, name)
-            spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
+            if _ensure_delta_table(spark, config, name):
+                spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
         else:
             _migrate_vectors(spark, config, name)
             # Partition columns are discovered from the folder layout (video=...).
@@ -81,14 +81,18 @@ def register_tables(spark: SparkSession, config: Mapping) -> None:
         spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
 
 
-def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None:
+def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> bool:
+    """Bring the Delta table ``name`` up to date with its schema. A missing table is created and
+    registered by name in one DDL statement (an empty table's first commit, no Spark job):
+    returns False then, True for an existing table, which the caller registers."""
     from delta.tables import DeltaTable
 
     path = table_path(config, name)
     if not DeltaTable.isDeltaTable(spark, path):
-        (spark.createDataFrame([], TABLES[name]).write.format("delta")
-         .mode("ignore").save(path))
-        return
+        # Columns nullable, as a DataFrame write would make them.
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in TABLES[name].fields)
+        spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION {_sql_str(path)}")
+        return False
     _migrate_vectors(spark, config, name)
     # A table written by an older vidspark gets the columns added since (always nullable).
     have = set(DeltaTable.forPath(spark, path).toDF().columns)
@@ -97,6 +101,7 @@ def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> None
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
         log.info("table %s: added columns %s", name, ", ".join(f.name for f in missing))
+    return True
 
 
 def _migrate_vectors(spark: SparkSession, config: Mapping, name: str) -> None:
