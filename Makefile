@@ -56,7 +56,7 @@ test-fast: install browser  ## the test suite without the slow tests
 test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
 	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)
 
-bench: install  ## run the benchmarks (~12 min): bench/results.json, bench/results.md, README's table
+bench: install  ## run the benchmarks (~20 min): bench/results.json, bench/results.md, README's table
 	$(PY) -m vidspark.bench --out bench --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
 eval: install  ## camera-grouped quality on ../shared/data/fights (~20 min): eval/results.*, README's table

@@ -39,15 +39,16 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "notebook": NOTEBOOK_REQUIRES,
-        # make bench: process-tree memory of the driver and Python workers
-        "bench": ["psutil>=5.9,<8"],
+        # make bench: process-tree memory of the driver and Python workers; PyAV (its wheel
+        # carries FFmpeg with libx264) writes the generated 1080p/720p H.264 camera clips
+        "bench": ["psutil>=5.9,<8", "av>=14,<19"],
         # featurizer.backend: jax. Keras 3 on JAX runs the same graph and weights; [gpu] brings
         # JAX with its CUDA 12 libraries (GPU machines without a matching TensorFlow build).
         "jax": ["jax[cpu]>=0.10,<0.11"],
         "gpu": ["jax[cuda12]>=0.10,<0.11"],
         # deltalake: delta-rs, an independent Delta reader (no Spark) that every table must suit
         "test": ["pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9,<8", "deltalake>=1.1,<2",
-                 "jax[cpu]>=0.10,<0.11", *NOTEBOOK_REQUIRES],
+                 "jax[cpu]>=0.10,<0.11", "av>=14,<19", *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [

@@ -36,7 +36,7 @@ def test_marginal_throughput_removes_fixed_costs():
 def test_readme_table_is_the_generated_one(tmp_path):
     """README's performance table is bench/results.md, rendered from bench/results.json."""
     results = generated_results(ROOT, "bench", bench)
-    for key in ("extract", "featurize", "e2e"):
+    for key in ("extract", "featurize", "e2e", "camera"):
         assert key in results
     # update_readme replaces only the marked block
     copy = tmp_path / "README.md"
@@ -45,3 +45,23 @@ def test_readme_table_is_the_generated_one(tmp_path):
     assert copy.read_text(encoding="utf-8") == f"intro\n{bench.BEGIN}\n| new |\n{bench.END}\noutro\n"
     (tmp_path / "plain.md").write_text("no markers\n", encoding="utf-8")
     assert not bench.update_readme(str(tmp_path / "plain.md"), "x")
+
+
+def test_camera_clips_are_cctv_like_h264(tmp_path):
+    """The camera-scale clips: H.264 at 25 frames/s with a keyframe every 2 s exactly, every
+    frame decodable, and people-sized blocks moving over a still scene."""
+    import av
+
+    path = str(tmp_path / "cam.mp4")
+    bench.write_camera_clip(path, 320, 240, 5, seed=3)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.width, stream.height) == ("h264", 320, 240)
+        keyframes = [i for i, frame in enumerate(container.decode(stream)) if frame.key_frame]
+    assert keyframes == [0, 50, 100]
+    assert bench._decode_every_frame(path) == 125
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    frames = [cap.read()[1] for _ in range(26)]
+    cap.release()
+    moved = np.abs(frames[25].astype(int) - frames[0].astype(int)) > 40
+    assert 0.005 < moved.mean() < 0.5                     # blocks moved; the scene stayed

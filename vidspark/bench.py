@@ -464,6 +464,175 @@ def bench_e2e(data_dir: str, weights: str, store: str) -> dict:
             "tables_s": float(tables.group(1)) if tables else None, "memory_mb": mem.result()}
 
 
+# --- 4. camera scale ---------------------------------------------------------------------------
+
+CAMERA_RESOLUTIONS = {"1080p": (1920, 1080), "720p": (1280, 720)}
+CAMERA_FPS, CAMERA_GOP = 25, 50          # a CCTV-like stream: 25 frames/s, a keyframe every 2 s
+
+
+def write_camera_clip(path: str, width: int, height: int, seconds: int, fps: int = CAMERA_FPS,
+                      gop: int = CAMERA_GOP, seed: int = 0) -> None:
+    """A generated surveillance-like H.264 clip (libx264 through PyAV, yuv420p, a keyframe every
+    ``gop`` frames, no scene-cut keyframes): a fixed textured scene with sensor noise and a few
+    people-sized blocks walking about."""
+    import fractions
+
+    import av
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    scene = (rng.random((height // 8, width // 8, 3)) * 255).astype(np.uint8)
+    scene = cv2.resize(cv2.GaussianBlur(scene, (0, 0), 1.5), (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    noise = [rng.integers(0, 10, (height, width, 3), dtype=np.uint8) for _ in range(4)]
+    n = 5
+    pos = rng.random((n, 2)) * [width, height]
+    vel = (rng.random((n, 2)) - 0.5) * [width, height] * 0.01
+    colours = [tuple(int(v) for v in c) for c in rng.integers(30, 220, (n, 3))]
+    ph, pw = height // 5, height // 12
+    tmp = path + ".part"
+    container = av.open(tmp, "w", format="mp4")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.gop_size = gop
+    stream.options = {"preset": "veryfast", "crf": "26", "keyint_min": str(gop),
+                      "sc_threshold": "0"}
+    for i in range(seconds * fps):
+        vel += (rng.random((n, 2)) - 0.5) * [width, height] * 0.002
+        pos = (pos + vel) % [width, height]
+        frame = cv2.add(scene, noise[i % len(noise)])
+        for (x, y), colour in zip(pos.astype(int), colours):
+            cv2.rectangle(frame, (int(x), int(y)), (int(x) + pw, int(y) + ph), colour, -1)
+        picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        picture.pts, picture.time_base = i, fractions.Fraction(1, fps)
+        for packet in stream.encode(picture):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    os.replace(tmp, path)
+
+
+def camera_clips(data_dir: str, seconds: int, clips: int) -> dict:
+    """{resolution: [paths]}: ``clips`` generated clips of ``seconds`` per resolution, one camera
+    folder each (made once, reused while their length matches)."""
+    out = {}
+    for k, (res, (w, h)) in enumerate(CAMERA_RESOLUTIONS.items()):
+        paths = []
+        for c in range(clips):
+            path = os.path.join(data_dir, "camera", res, f"cam-{res}-{c}", f"{res}-{seconds}s-{c}.mp4")
+            if not os.path.isfile(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                write_camera_clip(path, w, h, seconds, seed=100 * k + c)
+            paths.append(path)
+        out[res] = paths
+    return out
+
+
+def _decode_every_frame(path: str) -> int:
+    """Decode every frame (FFmpeg's decoder, no colour conversion): the decode-only bound."""
+    import cv2
+
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+def bench_camera_bounds(data_dir: str, weights: str, seconds: int, clips: int,
+                        batch_size: int, precision: str) -> dict:
+    """On one core: decoding every frame of the camera clips, plain Keras on the frames kept (one
+    per second), and the extract stage's sequential decoding against the seek loop (same frames)."""
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"   # FFmpeg's decoder: one thread
+    core = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    import cv2
+    import numpy as np
+
+    from vidspark import featurize as FZ
+
+    cv2.setNumThreads(1)
+    model = FZ.load_model(weights, 0, precision, threads=1)
+    out = {"pinned_core": core, "precision": precision, "batch_size": batch_size}
+    for res, paths in camera_clips(data_dir, seconds, clips).items():
+        t = time.perf_counter()
+        frames = sum(_decode_every_frame(p) for p in paths)
+        decode_s = time.perf_counter() - t
+        video_s = frames / CAMERA_FPS
+        t = time.perf_counter()
+        ours = _extract_ours(paths, 90, 1920)
+        ours_s = time.perf_counter() - t
+        kept = {p: len(v) for p, v in ours.items()}
+        t = time.perf_counter()
+        seek = _extract_seek_loop(paths, kept, 90, 1920)
+        seek_s = time.perf_counter() - t
+        mismatched = sum(a != b for p in paths for a, b in zip(ours[p], seek[p]))
+        jpegs = [j for p in paths for j in ours[p]]
+        x = FZ.preprocess_jpegs(jpegs)
+        model.predict_on_batch(x[:batch_size])            # warm-up (graph tracing)
+        t = time.perf_counter()
+        for i in range(0, len(x), batch_size):
+            model.predict_on_batch(x[i:i + batch_size])
+        model_s = time.perf_counter() - t
+        # one core: camera-hours per core-hour = video seconds per second of that core
+        out[res] = {"clips": len(paths), "frames": frames, "video_seconds": video_s,
+                    "kept_frames": len(jpegs), "decode_s": decode_s, "model_s": model_s,
+                    "decode_per_core": video_s / decode_s, "model_per_core": video_s / model_s,
+                    "combined_per_core": video_s / (decode_s + model_s),
+                    "ours_s": ours_s, "seek_loop_s": seek_s, "speed_ratio": seek_s / ours_s,
+                    "mismatched_seconds": int(mismatched)}
+        del x
+    return out
+
+
+def bench_camera_pipeline(data_dir: str, weights: str, seconds: int, clips: int,
+                          store: str) -> dict:
+    """The nightly path on new camera footage, in local mode on all cores: a store trained on the
+    demo data set gets the camera clips (one resolution at a time) in its score folder, and
+    extract (with motion), featurize and score run on them; their stage times, not Spark's
+    start-up."""
+    from vidspark import pipeline, storage
+    from vidspark.config import load_config
+    from vidspark.session import build_spark
+
+    demo = os.path.join(data_dir, "demo")
+    shutil.rmtree(store, ignore_errors=True)
+    incoming = os.path.join(store, "incoming")
+    os.makedirs(incoming)
+    config = load_config(os.path.join(ROOT, "conf", "demo.yaml"),
+                         [f"storage.root={store}/vidspark", f"featurizer.weights={weights}",
+                          f"input.train_videos={demo}/train", f"input.score_videos={incoming}",
+                          f"input.labels={demo}/labels.csv"])
+    spark = build_spark(config, app_name="vidspark-bench-camera")
+    cores = spark.sparkContext.defaultParallelism
+    pipeline.nightly(spark, config)                     # the model that scores the footage
+    out = {"cores": cores, "precision": config["featurizer"]["precision"]}
+    for res, paths in camera_clips(data_dir, seconds, clips).items():
+        for path in paths:
+            target = os.path.join(incoming, os.path.basename(os.path.dirname(path)),
+                                  os.path.basename(path))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(path, target)
+        stages = {}
+        for name in ("extract", "featurize", "score"):
+            t = time.perf_counter()
+            report = pipeline.run_stages(spark, config, [name])[name]
+            stages[name] = time.perf_counter() - t
+        videos = storage.read(spark, config, "videos").where(
+            f"video LIKE 'cam-{res}-%'").select("duration", "status").collect()
+        video_s = sum(r.duration or 0 for r in videos if r.status == "ok")
+        total = sum(stages.values())
+        out[res] = {"videos": len(videos), "video_seconds": video_s, "stages_s": stages,
+                    "pipeline_s": total, "scored": report.get("scored"),
+                    "pipeline_per_core": video_s / (total * cores)}
+    spark.stop()
+    return out
+
+
 # --- orchestration -----------------------------------------------------------------------------
 
 def _child(args: list, timeout: int = 900) -> dict:
@@ -483,7 +652,8 @@ def _child(args: list, timeout: int = 900) -> dict:
 def _run_child(args: list) -> None:
     name, kwargs = args[0], args[1]
     fn = {"extract": bench_extract, "keras": bench_keras, "spark": bench_spark,
-          "e2e": bench_e2e}[name]
+          "e2e": bench_e2e, "camera_bounds": bench_camera_bounds,
+          "camera_pipeline": bench_camera_pipeline}[name]
     if "sizes" in kwargs:
         kwargs["sizes"] = tuple(kwargs["sizes"])
     result = fn(**kwargs)
@@ -496,7 +666,8 @@ def _say(msg: str) -> None:
 
 def run_all(out: str, weights: str, reps: int, e2e_reps: int, sizes: tuple,
             batch_size: int, arrow_rows: int, precisions: tuple,
-            real_clips: Optional[str] = None) -> dict:
+            real_clips: Optional[str] = None, camera_seconds: int = 0,
+            camera_clips_n: int = 2) -> dict:
     started = time.perf_counter()
     out = os.path.abspath(out)
     data_dir = os.path.join(out, "data")
@@ -590,8 +761,43 @@ def run_all(out: str, weights: str, reps: int, e2e_reps: int, sizes: tuple,
             "target_s": budget, "ratio_to_target": wall / budget,
             "memory_mb": {k: max((r["memory_mb"].get(k) or 0) for r in runs)
                           for k in ("jvm", "python_driver", "python_worker")}}
+    if camera_seconds:
+        results["camera"] = bench_camera(data_dir, weights, camera_seconds, camera_clips_n,
+                                         batch_size)
     results["bench_wall_s"] = time.perf_counter() - started
     return results
+
+
+def bench_camera(data_dir: str, weights: str, seconds: int, clips: int, batch_size: int) -> dict:
+    """Camera scale: per resolution, camera-hours per core-hour of the nightly path beside the
+    decode-only and model-only bounds and their combination."""
+    _say(f"camera scale: generating {clips} H.264 clips of {seconds} s per resolution "
+         "(reused when present)")
+    camera_clips(data_dir, seconds, clips)
+    from vidspark.config import load_config
+
+    precision = load_config(os.path.join(ROOT, "conf", "demo.yaml"))["featurizer"]["precision"]
+    _say("camera scale: decode-only and model-only bounds, one core")
+    bounds = _child(["camera_bounds", {"data_dir": data_dir, "weights": weights,
+                                       "seconds": seconds, "clips": clips,
+                                       "batch_size": batch_size, "precision": precision}],
+                    timeout=1800)
+    _say("camera scale: extract (with motion), featurize and score on the clips, all cores")
+    pipe = _child(["camera_pipeline", {"data_dir": data_dir, "weights": weights,
+                                       "seconds": seconds, "clips": clips,
+                                       "store": os.path.join(data_dir, "store-camera")}],
+                  timeout=1800)
+    out = {"seconds_per_clip": seconds, "clips": clips, "fps": CAMERA_FPS, "gop": CAMERA_GOP,
+           "cores": pipe["cores"], "precision": precision, "resolutions": {}}
+    for res in CAMERA_RESOLUTIONS:
+        b, p = bounds[res], pipe[res]
+        entry = dict(b, **{k: v for k, v in p.items() if k != "video_seconds"},
+                     ratio=p["pipeline_per_core"] / b["combined_per_core"])
+        out["resolutions"][res] = entry
+        _say(f"  {res}: pipeline {p['pipeline_per_core']:.2f} camera-h per core-h; decode "
+             f"{b['decode_per_core']:.1f}, model {b['model_per_core']:.1f}, combined "
+             f"{b['combined_per_core']:.2f}: ratio {entry['ratio']:.2f}")
+    return out
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -655,6 +861,25 @@ def markdown(r: dict) -> str:
         lines.append(f"| End to end, peak memory | driver JVM {_f(mem['jvm'], '{:.0f}')} MB, "
                      f"driver Python {_f(mem['python_driver'], '{:.0f}')} MB, Python worker "
                      f"{_f(mem['python_worker'], '{:.0f}')} MB | |")
+    if "camera" in r:
+        c = r["camera"]
+        lines += ["", f"Camera scale: {c['clips']} generated H.264 clips of {c['seconds_per_clip']} s "
+                  f"per resolution ({c['fps']} frames/s, a keyframe every {c['gop']} frames), "
+                  f"{c['precision']} features. Camera-hours per core-hour; the bounds on one core "
+                  "(decode-only: every frame decoded, nothing else; model-only: plain Keras on the "
+                  "frames kept, one per second), the pipeline's stages (extract with motion, "
+                  f"featurize, score; Spark's start-up not counted) on {c['cores']} cores.", "",
+                  "| Resolution | Pipeline | Decode-only | Model-only | Combined bound | "
+                  "Pipeline / bound | Sequential extraction vs seek loop (one core) |",
+                  "|---|---|---|---|---|---|---|"]
+        for res, e in c["resolutions"].items():
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in e["stages_s"].items())
+            lines.append(f"| {res} ({e['video_seconds']:.0f} video-s) | "
+                         f"{_f(e['pipeline_per_core'], '{:.2f}')} ({stages}) | "
+                         f"{_f(e['decode_per_core'], '{:.1f}')} | {_f(e['model_per_core'], '{:.1f}')} | "
+                         f"{_f(e['combined_per_core'], '{:.2f}')} | **{_f(e['ratio'], '{:.2f}')}** "
+                         f"(target ≥ 0.8 at 1080p) | {_f(e['speed_ratio'], '{:.2f}')} × "
+                         f"({e['mismatched_seconds']} frames differ; target ≥ 1.0 ×, exact) |")
     lines += ["", f"`make bench` took {r['bench_wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
 
@@ -692,6 +917,11 @@ def main(argv=None) -> None:
                                                              "videos"),
                         help="a folder of real footage for the extraction-with-motion figure "
                              "(default: ../shared/data/fights/videos; skipped when missing)")
+    parser.add_argument("--camera-seconds", type=int, default=120,
+                        help="length of each generated 1080p/720p H.264 camera clip (0: no "
+                             "camera-scale figures)")
+    parser.add_argument("--camera-clips", type=int, default=2,
+                        help="generated camera clips per resolution")
     parser.add_argument("--readme", help="README to update between the bench markers")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: write results.md and the README table again from "
@@ -708,7 +938,7 @@ def main(argv=None) -> None:
         sys.exit(f"vidspark bench: weights file not found: {args.weights} (use --weights)")
     results = run_all(args.out, args.weights, args.reps, args.e2e_reps, tuple(args.sizes),
                       args.batch_size, args.arrow_batch_rows, tuple(args.precisions),
-                      args.real_clips)
+                      args.real_clips, args.camera_seconds, args.camera_clips)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2, default=float)
         fh.write("\n")

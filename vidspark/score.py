@@ -90,7 +90,9 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             assembled = assembled.withColumnRenamed("appearance", "features")
         scored = with_predictions(assembled.join(todo, ["video", "second"], "inner"),
                                   model, model_id, version, feature_set)
-        storage.upsert(spark, config, "predictions", scored)
+        # Computed once: MERGE reads its source more than once, and the source is the camera
+        # statistics, the context windows and the model.
+        storage.upsert(spark, config, "predictions", scored.localCheckpoint(eager=True))
     rescored = [r.video for r in todo.select("video").distinct().collect()] if n else []
     found = segments.refresh(spark, config, rescored)
     log.info("score: %d seconds scored with %s version %d (champion, feature set %s)", n, name,
