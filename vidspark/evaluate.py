@@ -131,7 +131,7 @@ def nested_cv(spark, data, config: Mapping, outer_folds: int) -> tuple[pd.DataFr
             part = data.where(F.col("outer") != f).drop("outer")
             inner = train.cross_validate(spark, part, config)
             best = inner.candidates[inner.best]
-            model = train.pipeline(best, config).fit(train.with_class_weights(part))
+            model = inner.best_model         # the best candidate refit on the whole part
             held = (train.with_probability(model.transform(data.where(F.col("outer") == f)))
                     .select("video", "camera", "second", "label", F.col("outer").alias("fold"),
                             "prob").toPandas())
