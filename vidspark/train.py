@@ -399,11 +399,11 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
     ref = (feature_sets.assemble(spark, config, groups, weights=inputs.get("weights"),
                                  videos=keys.select("video").distinct(), anomaly_score=False)
            .join(keys, ["video", "second"], "inner").cache())
-    values, used = [], 0
+    values, used, jobs = [], 0, []
     try:
         # materialised once, not by each of the fits side by side
         partitions = _partitions(spark, ref.count())
-        validations, jobs = [], []
+        validations = []
         for f in sorted(reference.fold.unique()):
             validation = ref.where(F.col("fold") == int(f))
             held = validation.select("video", "camera").distinct()
@@ -415,8 +415,6 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             jobs.append((pipeline(candidate, config),
                          with_class_weights(train_part).repartition(partitions).cache()))
         models = fit_all(spark, jobs, int(config["train"]["parallelism"]))
-        for _, part in jobs:
-            part.unpersist()
         for model, validation in zip(models, validations):
             got = with_probability(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
@@ -424,6 +422,8 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             used += len(got)
             values.append(evaluation.area(metric, got.label, got.prob))
     finally:
+        for _, part in jobs:
+            part.unpersist()
         ref.unpersist()
     return (float(np.mean(values)) if values else None), used
 
