@@ -187,17 +187,17 @@ def _init_tensorflow(threads: int) -> bool:
 def _init_jax(threads: int) -> bool:
     """Configure JAX before its first use in this process: on a GPU task, only the GPU Spark
     assigned, allocated as needed (JAX otherwise takes 75% of the GPU's memory up front, so
-    workers could not share it); on CPUs, ``threads`` XLA threads. Returns whether JAX sees a
-    GPU."""
+    workers could not share it); on CPUs with ``threads`` 1, XLA's single-threaded CPU kernels
+    (XLA has no flag for another count: with more threads it uses its own pool). Returns whether
+    JAX sees a GPU."""
     if "jax_gpu" not in _DEVICE:
         addresses = _gpu_addresses()
         if addresses and "CUDA_VISIBLE_DEVICES" not in os.environ:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        if threads > 0 and "jax" not in sys.modules:
-            os.environ.setdefault(
-                "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
-                             f"intra_op_parallelism_threads={threads}")
+        flags = os.environ.get("XLA_FLAGS", "")
+        if threads == 1 and "jax" not in sys.modules and "multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
         import jax
 
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
@@ -218,13 +218,16 @@ def keras_on(backend: str):
     """The ``keras`` package running on ``backend`` in this process. Keras reads its backend when
     first imported (``KERAS_BACKEND``); a Python worker that already ran Keras on another backend
     (Spark reuses workers across jobs) switches with ``keras.config.set_backend``, which reloads
-    Keras; models built before keep working."""
+    Keras, and drops the models it built on the other backend (loaded again when needed)."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend
     keras = importlib.import_module("keras")
     if keras.backend.backend() != backend:
         keras.config.set_backend(backend)
         keras = importlib.import_module("keras")
+        # Keras does not promise that objects built before a switch keep working: rebuild.
+        for key in [k for k in _MODELS if k[3] != backend]:
+            del _MODELS[key]
     return keras
 
 
@@ -357,10 +360,15 @@ def _prober(backend: str):
             pass
         import platform
 
+        from pyspark import TaskContext
+
         info = {"host": platform.node(), "cpu_bfloat16": cpu_has_bfloat16(),
                 "gpus": len(_gpu_addresses())}
         if not info["cpu_bfloat16"] and not info["gpus"]:
-            info["gpus"] = int(init_backend(backend))   # a GPU seen without GPU scheduling
+            # A GPU seen without GPU scheduling. The worker is reused by the featurize tasks:
+            # configure the backend as they would (threads = the task's CPUs).
+            ctx = TaskContext.get()
+            info["gpus"] = int(init_backend(backend, ctx.cpus() if ctx is not None else 0))
         yield pd.DataFrame([info])
     return probe_executor
 
@@ -429,7 +437,8 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
-                "featurized": 0, "weights": identity, "precision": precision, "chunks": 0}
+                "featurized": 0, "weights": identity, "precision": precision,
+                "backend": config["featurizer"]["backend"], "chunks": 0}
     fz = config["featurizer"]
     backend = fz["backend"]
     log.info("featurize: %d frames to featurize with %s on %s, in %d chunk(s) of at most %d "

@@ -401,8 +401,8 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
            .join(keys, ["video", "second"], "inner").cache())
     values, used, jobs = [], 0, []
     try:
-        # materialised once, not by each of the fits side by side
-        partitions = _partitions(spark, ref.count())
+        ref.count()   # materialised once, not by each of the fits side by side
+        partitions = _partitions(spark, data.count())
         validations = []
         for f in sorted(reference.fold.unique()):
             validation = ref.where(F.col("fold") == int(f))
@@ -546,8 +546,8 @@ def _version_tags(version) -> dict:
 
 
 def sync_models_table(spark: SparkSession, config: Mapping) -> None:
-    """Mirror the registry's versions of the model in the ``models`` table (rewritten when a
-    version is new or gone there, or the champion alias moved since the last sync)."""
+    """Mirror the registry's versions of the model in the ``models`` table (its rows rewritten
+    when a version is new or gone there, or the champion alias moved since the last sync)."""
     champ = tracking.champion(config)
     rows = []
     for v in tracking.versions(config):
@@ -571,12 +571,16 @@ def sync_models_table(spark: SparkSession, config: Mapping) -> None:
             "feature_set": tags.get("feature_set", "appearance"),
             "model_type": tags.get("model_type", "logistic_regression"),
             "motion_version": tags.get("motion_version")})
+    name = tracking.model_name(config)
     have = {(r.model_id, r.champion, r.feature_set) for r in storage.read(spark, config, "models")
+            .where(F.col("model_name") == name)
             .select("model_id", "champion", "feature_set").collect()}
     if {(r["model_id"], r["champion"], r["feature_set"]) for r in rows} != have:
-        # The registry is the truth and the table its mirror: one overwrite (cheaper than a
-        # MERGE) also drops versions deleted from the registry.
-        storage.overwrite(spark, config, "models", spark.createDataFrame(rows, MODELS))
+        # The registry is the truth and the table its mirror: this model's rows are replaced in
+        # one commit (cheaper than a MERGE; versions deleted from the registry go too), other
+        # models' rows stay.
+        storage.replace_where(spark, config, "models", spark.createDataFrame(rows, MODELS),
+                              "model_name", [name])
 
 
 def _same_data_version(config: Mapping, data_fp: str):
