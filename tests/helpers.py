@@ -1,4 +1,5 @@
-"""Shared test helpers: generated videos whose motion is known; generated result tables."""
+"""Shared test helpers: generated videos whose motion is known; row-wise cosine similarity;
+generated result tables."""
 from __future__ import annotations
 
 import json
@@ -101,3 +102,9 @@ def generated_results(root: str, folder: str, module) -> dict:
     with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
         assert f"{module.BEGIN}\n{table}{module.END}" in fh.read()
     return results
+
+
+def cosine(a, b) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b``."""
+    a, b = np.asarray(a), np.asarray(b)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -6,6 +6,7 @@ import pytest
 from vidspark import featurize as FZ
 from vidspark.config import load_config
 from tests.conftest import TEST_CONF
+from tests.helpers import cosine
 
 
 def jpeg(img: np.ndarray) -> bytes:
@@ -100,10 +101,6 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     cfg = load_config(TEST_CONF, ["featurizer.weights=imagenet"])
     with pytest.raises(FZ.WeightsError, match="set featurizer.weights to the path of a local weights file"):
         FZ.resolve_weights(cfg)
-
-
-def cosine(a, b):
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])

@@ -10,6 +10,7 @@ from vidspark import extract, pipeline, storage, train
 from vidspark.schemas import TABLES_NAMES
 from vidspark.demo import decode_index_frame, generate_demo_dataset, write_index_video
 from tests.conftest import make_config
+from tests.helpers import cosine
 
 
 def test_long_video_is_split_into_ranges_decoded_by_separate_tasks(spark, tmp_path):
@@ -150,7 +151,7 @@ def test_featurize_stage_on_jax_gives_tensorflows_features(spark, tmp_path, smal
     assert jax_rows.keys() == tf_rows.keys() and len(jax_rows) == 60
     a = np.stack([jax_rows[k] for k in sorted(jax_rows)])
     b = np.stack([tf_rows[k] for k in sorted(jax_rows)])
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    cos = cosine(a, b)
     assert cos.min() >= 0.999, cos.min()
     assert np.abs(a - b).max() > 0        # JAX really ran: its float rounding differs
     assert report["weights"] == featurize.resolve_weights(config)[1]   # backend not in identity

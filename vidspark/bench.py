@@ -272,14 +272,22 @@ def _real_clips(folder: Optional[str]) -> list:
                   if f.lower().endswith((".mp4", ".mpg", ".avi", ".mkv", ".mov")))
 
 
+def _pin_one_core() -> Optional[int]:
+    """Pin this process to the first core it may use (one-core figures); that core, or None
+    where the platform cannot pin."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    core = sorted(os.sched_getaffinity(0))[0]
+    os.sched_setaffinity(0, {core})
+    return core
+
+
 def bench_extract(data_dir: str, reps: int, frames_file: str, real_clips: Optional[str] = None) -> dict:
     import cv2
 
     from vidspark import video
 
-    core = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
-    if core is not None:
-        os.sched_setaffinity(0, {core})
+    core = _pin_one_core()
     cv2.setNumThreads(1)
     paths = _videos(data_dir)
     quality, max_side = 90, 1920
@@ -547,9 +555,7 @@ def bench_camera_bounds(data_dir: str, weights: str, seconds: int, clips: int,
     """On one core: decoding every frame of the camera clips, plain Keras on the frames kept (one
     per second), and the extract stage's sequential decoding against the seek loop (same frames)."""
     os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"   # FFmpeg's decoder: one thread
-    core = sorted(os.sched_getaffinity(0))[0] if hasattr(os, "sched_getaffinity") else None
-    if core is not None:
-        os.sched_setaffinity(0, {core})
+    core = _pin_one_core()
     import cv2
     import numpy as np
 

@@ -246,15 +246,13 @@ def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[
         emb = (storage.read(spark, config, "features").where(F.col("weights") == weights)
                .select("video", "second", F.col("features").alias("embedding")))
         rows = rows.join(emb, ["video", "second"], "inner")
-    if anomaly_score or "anomaly" in groups:
+    anomaly = anomaly_score or "anomaly" in groups
+    if anomaly or "change" in groups:
         background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
-        rows = anomaly_scores(with_background(rows, background),
-                              with_background(history, background),
+        rows = with_background(rows, background)
+    if anomaly:
+        rows = anomaly_scores(rows, with_background(history, background),
                               int(f["anomaly_min_seconds"]))
-    elif "change" in groups:
-        background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
-        rows = (with_background(rows, background)
-                .withColumn("anomaly_score", F.lit(None).cast("double")))
     else:
         rows = rows.withColumn("anomaly_score", F.lit(None).cast("double"))
     context = int(f["context_seconds"])

@@ -276,12 +276,18 @@ def preprocess_jpegs(jpegs) -> np.ndarray:
     return out
 
 
+def _pad_to(backend: str, batch_size: int) -> int:
+    """What ``_predict`` pads a short batch to: on JAX the batch size (XLA compiles a program
+    per input shape), else nothing."""
+    return batch_size if backend == "jax" else 0
+
+
 def featurize_jpegs(jpegs, weights: str, batch_size: int, seed: int = 0,
                     precision: str = "float32", backend: str = "tensorflow") -> np.ndarray:
     """Features (n, 2048, float32) for a sequence of JPEG frames, ``batch_size`` frames per model
     call."""
     model = load_model(weights, seed, precision, backend=backend)
-    pad = batch_size if backend == "jax" else 0
+    pad = _pad_to(backend, batch_size)
     parts = [_predict(model, jpegs[i:i + batch_size], pad)
              for i in range(0, len(jpegs), batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
@@ -335,7 +341,7 @@ def _features_udf(weights: str, batch_size: int, seed: int, precision: str = "fl
         on_gpu = init_backend(backend, n_threads)
         model = load_model(weights, seed, precision, n_threads, backend)  # once per worker
         size = gpu_batch_size if on_gpu else batch_size
-        pad = size if backend == "jax" else 0     # XLA: one batch shape
+        pad = _pad_to(backend, size)
         yield from rebatch(batches, lambda jpegs: list(_predict(model, jpegs, pad)), size)
     return inception_features
 
