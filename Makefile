@@ -18,14 +18,14 @@ EVAL_DATA ?= ../shared/data/fights
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py vidspark/session.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m vidspark.session --write-spark-defaults
+	$(PY) -m vidspark.session --install-jars --write-spark-defaults
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install vidspark with its pinned dependencies
+install: $(VENV)/.installed  ## create .venv, install vidspark with its pinned dependencies and Delta's jars
 
 demo-data: install  ## generate the built-in demo videos and labels under data/demo
 	$(PY) -m vidspark.demo --out $(DEMO_DATA)

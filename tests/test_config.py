@@ -99,7 +99,7 @@ def test_committed_spark_defaults_match_the_code():
 
     root = os.path.dirname(TEST_CONF)
     with open(os.path.join(root, "spark-defaults.conf"), encoding="utf-8") as fh:
-        assert fh.read() == render_spark_defaults()
+        assert fh.read() == render_spark_defaults(cluster=True)
 
 
 def test_local_path():

@@ -15,7 +15,8 @@ operations are done with dynamic partition overwrite (not atomic across partitio
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Sequence
+import re
+from typing import Iterable, Mapping, Optional, Sequence
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -60,25 +61,49 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def register_tables(spark: SparkSession, config: Mapping) -> None:
-    """Create missing tables and (re)register every table by name in the session catalog.
+def register_tables(spark: SparkSession, config: Mapping, names: Optional[Iterable[str]] = None,
+                    read_only: bool = False) -> None:
+    """Create missing tables and (re)register every table by name in the session catalog, then
+    the views (``names``: only these tables and views, e.g. ``names_in(query)``).
 
     The catalog entry is external (data stays where it is), so re-registering a name against
-    another ``storage.root`` never touches data.
+    another ``storage.root`` never touches data. ``read_only`` (a reader such as ``vidspark
+    sql``): existing Delta tables are registered as they are, nothing is created or migrated.
     """
     fmt = _fmt(config)
+    wanted = set(TABLES) | set(VIEWS) if names is None else set(names)
     for name, schema in TABLES.items():
+        if name not in wanted:
+            continue
         spark.sql(f"DROP TABLE IF EXISTS {name}")
         path = table_path(config, name)
         if fmt == "delta":
-            if _ensure_delta_table(spark, config, name):
+            if read_only:
+                from delta.tables import DeltaTable
+
+                if DeltaTable.isDeltaTable(spark, path):
+                    spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
+            elif _ensure_delta_table(spark, config, name):
                 spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
         else:
             _migrate_vectors(spark, config, name)
             # Partition columns are discovered from the folder layout (video=...).
             spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
     for name, query in VIEWS.items():
-        spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+        if name in wanted:
+            spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+
+
+def names_in(query: str) -> Optional[set]:
+    """The tables and views a SQL text names, with the tables its views read; None when it
+    names none (``SHOW TABLES``: register everything)."""
+    words = set(re.findall(r"[a-z_]+", query.lower()))
+    found = words & (set(TABLES) | set(VIEWS))
+    if not found:
+        return None
+    for view in found & set(VIEWS):
+        found |= set(re.findall(r"[a-z_]+", VIEWS[view].lower())) & set(TABLES)
+    return found
 
 
 def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> bool:
