@@ -47,6 +47,11 @@ def outcome(spark, tmp_path_factory):
     write_index_video(score / "Kamera Süd" / "Eingang 2 – nacht.mpg", 60)
     shutil.copy(score / "good.mpg", score / "locked.mpg")
     os.chmod(score / "locked.mpg", 0)
+    # entries that look like videos but are not files, at the top and inside a camera folder
+    os.symlink(tmp / "nowhere.mp4", score / "dangling.mp4")
+    os.symlink(tmp / "nowhere.mp4", score / "Kamera Süd" / "dangling.mp4")
+    (score / "folder.mp4").mkdir()
+    (score / "Kamera Süd" / "folder.avi").mkdir()
     config = make_config(tmp, "input.train_videos=null", "extract.split_seconds=60",
                          "extract.max_side=1920")
     storage.register_tables(spark, config)
@@ -61,10 +66,11 @@ def frames_of(outcome, video):
 
 
 def test_nothing_stopped_the_stage(outcome):
-    assert outcome["report"]["read"] == 11
+    assert outcome["report"]["read"] == 15
     assert set(outcome["videos"]) == {
         "good", "zero", "text", "truncated_early", "truncated_late", "header_says_more",
-        "header_says_less", "no_frames", "huge", "Kamera Süd/Eingang 2 – nacht", "locked"}
+        "header_says_less", "no_frames", "huge", "Kamera Süd/Eingang 2 – nacht", "locked",
+        "dangling", "Kamera Süd/dangling", "folder", "Kamera Süd/folder"}
 
 
 @pytest.mark.parametrize("video, reason", [
@@ -72,6 +78,10 @@ def test_nothing_stopped_the_stage(outcome):
     ("text", "not a readable video: FFmpeg could not open the container"),
     ("truncated_early", "truncated or damaged: only 1 decodable frame(s)"),
     ("no_frames", "no decodable frames"),
+    ("dangling", "broken symbolic link (its target "),
+    ("Kamera Süd/dangling", "broken symbolic link (its target "),
+    ("folder", "a directory, not a video file"),
+    ("Kamera Süd/folder", "a directory, not a video file"),
 ])
 def test_quarantined_with_a_reason(outcome, video, reason):
     row = outcome["videos"][video]

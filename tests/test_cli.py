@@ -34,3 +34,60 @@ def test_bad_configuration_exits_before_any_work(args, message, tmp_path):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"vidspark: configuration error: {message}")
+
+
+def run_job(script, *args):
+    return subprocess.run([sys.executable, f"jobs/{script}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_line_failure(proc, prog="vidspark"):
+    """The job failed with exactly one line on stderr past Spark's own start-up notices, and no
+    traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    ours = [line for line in proc.stderr.strip().splitlines() if line.startswith(f"{prog}: ")]
+    assert len(ours) == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ours[0]
+    return ours[0]
+
+
+def test_score_without_a_champion_says_to_train_first(tmp_path):
+    proc = run_job("score.py", "--config", "conf/test.yaml", "--set", f"storage.root={tmp_path}")
+    line = one_line_failure(proc)
+    assert "has no version with the alias 'champion'" in line
+    assert "run the train job first (vidspark train)" in line
+    assert not (tmp_path / "tables").exists()      # it failed before Spark started
+
+
+def test_featurize_on_an_empty_store_says_to_extract_first(tmp_path):
+    from tests.conftest import WEIGHTS
+
+    proc = run_job("featurize.py", "--config", "conf/test.yaml", "--set", f"storage.root={tmp_path}",
+                   "--set", f"featurizer.weights={WEIGHTS}")
+    line = one_line_failure(proc)
+    assert line.startswith(f"vidspark: featurize: no frames stored under {tmp_path}")
+    assert line.endswith("run the extract job first (vidspark extract)")
+
+
+def test_missing_prerequisites_name_the_job_to_run(spark, tmp_path):
+    """In process, on the tests' session: each job's first stage on an empty store."""
+    from tests.conftest import make_config
+    from vidspark import extract, pipeline, storage
+    from vidspark.errors import PrerequisiteError
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "score").mkdir()
+    config = make_config(tmp_path)
+    storage.register_tables(spark, config)
+    for first in ("featurize", "train"):
+        with pytest.raises(PrerequisiteError, match=f"^{first}: no frames stored .* run the "
+                                                    r"extract job first \(vidspark extract\)$"):
+            pipeline.prerequisites(spark, config, first)
+    with pytest.raises(PrerequisiteError, match=r"^score: no frames of score videos stored .* "
+                                                r"input.score_videos and run the extract job"):
+        pipeline.prerequisites(spark, config, "score")
+    with pytest.raises(PrerequisiteError, match=r"^extract: no video files in input.train_videos "
+                                                r"\(.*\) or input.score_videos \(.*\) and none "
+                                                r"stored: copy videos"):
+        extract.run(spark, config)

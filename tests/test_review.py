@@ -134,7 +134,7 @@ def test_a_verdict_overrides_the_imported_label_and_the_latest_verdict_wins(spar
 def test_review_cli_records_a_verdict_and_lists_segments(spark, scored):
     config = scored["config"]
     root = config["storage"]["root"]
-    base = [os.path.join(os.path.dirname(sys.executable), "vidspark-review"), "--config", os.path.join(ROOT, "conf", "test.yaml"), "--set", f"storage.root={root}"]
+    base = [os.path.join(os.path.dirname(sys.executable), "vidspark"), "review", "--config", os.path.join(ROOT, "conf", "test.yaml"), "--set", f"storage.root={root}"]
     env = dict(os.environ, PYSPARK_SUBMIT_ARGS="--master local[1] pyspark-shell")
     listed = subprocess.run([*base, "--list"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert listed.returncode == 0, listed.stderr[-3000:]
@@ -149,7 +149,7 @@ def test_review_cli_records_a_verdict_and_lists_segments(spark, scored):
     assert stored[["verdict", "reviewer"]].values.tolist() == [["rejected", "dana"]]
     bad = subprocess.run([*base, "--segment", "nope", "--verdict", "rejected"],
                          capture_output=True, text=True, env=env, cwd=ROOT)
-    assert bad.returncode != 0 and "vidspark-review: no segment 'nope'" in bad.stderr
+    assert bad.returncode != 0 and "vidspark review: no segment 'nope'" in bad.stderr
 
 
 def test_clip_frames_follow_decoded_timestamps(tmp_path):

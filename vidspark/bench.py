@@ -911,8 +911,8 @@ def update_readme(path: str, table: str, begin: str = BEGIN, end: str = END) -> 
     return True
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vidspark.bench",
+def main(argv=None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark.bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"),

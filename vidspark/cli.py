@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import sys
 import time
 from typing import Sequence
 
 from vidspark.config import ConfigError, load_config
+from vidspark.errors import VidsparkError, user_error
 
 
-def _parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def _parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=True, help="environment config, e.g. conf/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config key (repeatable)")
@@ -26,34 +28,46 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def user_errors(prog: str):
+    """Decorate an entry point: a ``VidsparkError`` (or a missing file) ends it with one line,
+    ``<prog>: <message>``, and exit status 1, after the entry point's own clean-up ran; any
+    other exception is a bug and keeps its traceback."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def entry(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                message = user_error(exc)
+                if message is None:
+                    raise
+                if isinstance(exc, ConfigError):
+                    message = f"configuration error: {message}"
+                sys.exit(f"{prog}: {message}")
+        return entry
+    return decorate
+
+
 def _load(args) -> dict:
-    try:
-        return load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        sys.exit(f"vidspark: configuration error: {exc}")
+    return load_config(args.config, args.overrides)
 
 
-def job_main(stages: Sequence[str], description: str, argv=None) -> None:
+@user_errors("vidspark")
+def job_main(stages: Sequence[str], description: str, argv=None, prog: str | None = None) -> None:
     """Entry point of the ``jobs/*.py`` scripts: run ``stages`` in order, holding the storage
     lock and recording the run in the ``runs`` table."""
     from vidspark import pipeline, runs
-    from vidspark.errors import user_error
-    from vidspark.lock import LockHeld, StorageLock
+    from vidspark.lock import StorageLock
     from vidspark.session import build_spark
 
     started = time.perf_counter()
-    args = _parser(description).parse_args(argv)
+    args = _parser(description, prog).parse_args(argv)
     _setup_logging()
     config = _load(args)
     job = "nightly" if list(stages) == list(pipeline.STAGES) else "+".join(stages)
     run_id = runs.new_run_id()
-    try:
-        pipeline.preflight(config, stages)
-        lock = StorageLock(config, run_id).acquire()
-    except ConfigError as exc:
-        sys.exit(f"vidspark: configuration error: {exc}")
-    except LockHeld as exc:
-        sys.exit(f"vidspark: {exc}")
+    pipeline.preflight(config, stages)
+    lock = StorageLock(config, run_id).acquire()
     spark = None
     try:
         spark = build_spark(config, app_name=f"vidspark-{job}")
@@ -65,13 +79,11 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
         recorder = runs.RunRecorder(spark, config, run_id, job)
         reports = {}
         try:
+            pipeline.prerequisites(spark, config, stages[0])
             reports = pipeline.run_stages(spark, config, stages, recorder)
         except Exception as exc:
             recorder.finish(reports, exc)
-            message = user_error(exc)
-            if message is None:
-                raise
-            sys.exit(f"vidspark: {message}")
+            raise
         recorder.finish(reports)
         log = logging.getLogger("vidspark")
         log.info("run %s (%s) succeeded: %s", run_id, job, pipeline.one_line(reports))
@@ -83,44 +95,73 @@ def job_main(stages: Sequence[str], description: str, argv=None) -> None:
         lock.release()
 
 
-def sql_main(argv=None) -> None:
-    """``vidspark-sql --config conf/x.yaml "SELECT ..."``: run a query, print CSV with a header."""
-    parser = _parser("Run SQL against the vidspark tables and print CSV.")
+@user_errors("vidspark sql")
+def sql_main(argv=None, prog: str | None = None) -> None:
+    """``vidspark sql --config conf/x.yaml "SELECT ..."``: run a query, print CSV with a header.
+    Through a running ``vidspark sql-server`` of the same store when one answers (about a
+    second), else in a Spark session of its own."""
+    parser = _parser("Run SQL against the vidspark tables and print CSV (through a running "
+                     "`vidspark sql-server` of the same store when there is one).", prog)
     parser.add_argument("query", help="SQL; tables: videos, frames, motion, features, labels, "
                                       "predictions, segments, reviews, models, runs; views: "
                                       "segments_tonight, segments_to_review, "
                                       "video_suspicious_seconds, camera_daily_counts, "
                                       "camera_anomalies")
+    parser.add_argument("--no-server", action="store_true",
+                        help="start Spark here even when a sql-server runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = _load(args)
-    from vidspark.session import build_spark
+    writer = csv.writer(sys.stdout, lineterminator="\n")
 
-    spark = build_spark(config, app_name="vidspark-sql")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        df = spark.sql(args.query)
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(df.columns)
-        for row in df.toLocalIterator():
+    def write(columns, rows) -> None:
+        writer.writerow(columns)
+        for row in rows:
             writer.writerow(["" if v is None else v.hex() if isinstance(v, (bytes, bytearray))
                              else v for v in row])
         sys.stdout.flush()
+
+    if not args.no_server:
+        from vidspark import sqlserver
+
+        conn = sqlserver.connect(config)
+        if conn is not None:
+            try:
+                write(*sqlserver.query(conn, args.query))
+            finally:
+                conn.close()
+            return
+    from vidspark import storage
+    from vidspark.session import build_spark
+
+    # A short-lived reader: no UI, the JVM's quick compiler only (a few seconds less to answer),
+    # small Delta snapshots in one partition; the config's own settings win.
+    quick = {"spark.ui.enabled": "false",
+             "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
+    config = {**config, "spark": {**quick, **config["spark"],
+                                  "spark.databricks.delta.snapshotPartitions": "1"}}
+    spark = build_spark(config, app_name="vidspark-sql", tables=storage.names_in(args.query),
+                        read_only=True)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        df = spark.sql(args.query)
+        write(df.columns, df.toLocalIterator())
     except Exception as exc:
         from pyspark.errors import PySparkException
 
         if isinstance(exc, PySparkException):
-            sys.exit(f"vidspark-sql: {str(exc).splitlines()[0]}")
+            raise VidsparkError(str(exc).splitlines()[0]) from None
         raise
     finally:
         spark.stop()
 
 
-def review_main(argv=None) -> None:
-    """``vidspark-review --config conf/x.yaml --segment ID --verdict rejected``: record a verdict
+@user_errors("vidspark review")
+def review_main(argv=None, prog: str | None = None) -> None:
+    """``vidspark review --config conf/x.yaml --segment ID --verdict rejected``: record a verdict
     (or ``--list``: print the segments still to review as CSV)."""
     parser = _parser("Record a reviewer's verdict on a flagged segment or second, or list the "
-                     "segments to review.")
+                     "segments to review.", prog)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--segment", metavar="ID", help="segment_id (see --list)")
     target.add_argument("--video", help="video (with --second): a verdict on one second")
@@ -153,12 +194,9 @@ def review_main(argv=None) -> None:
             for row in table[columns].itertuples(index=False):
                 writer.writerow([_cell(v) for v in row])
             return
-        try:
-            row = review.record(spark, config, args.verdict, segment_id=args.segment,
-                                video=args.video, second=args.second, reviewer=args.reviewer,
-                                note=args.note)
-        except review.ReviewError as exc:
-            sys.exit(f"vidspark-review: {exc}")
+        row = review.record(spark, config, args.verdict, segment_id=args.segment,
+                            video=args.video, second=args.second, reviewer=args.reviewer,
+                            note=args.note)
         columns = ["review_id", "segment_id", "video", "start_second", "end_second", "verdict",
                    "reviewer", "reviewed_at"]
         writer.writerow(columns)
@@ -176,10 +214,12 @@ def _cell(value):
     return value
 
 
-def report_main(argv=None) -> None:
+@user_errors("vidspark")
+def report_main(argv=None, prog: str | None = None) -> None:
     """``spark-submit jobs/report.py --config conf/x.yaml [--out FILE] [--top N]``: write the
     night's self-contained HTML report (read-only: takes no storage lock)."""
-    parser = _parser("Write the self-contained HTML report of the night's suspicious segments.")
+    parser = _parser("Write the self-contained HTML report of the night's suspicious segments.",
+                     prog)
     parser.add_argument("--out", help="HTML file to write (default: <storage.root>/reports/"
                                       "vidspark-report-<date>.html)")
     parser.add_argument("--top", type=int, default=10, help="segment cards (default 10)")
@@ -193,8 +233,124 @@ def report_main(argv=None) -> None:
     spark.sparkContext.setLogLevel("WARN")
     try:
         path = report.write(spark, config, args.out, args.top, config_hint=args.config)
-    except ValueError as exc:
-        sys.exit(f"vidspark: {exc}")
     finally:
         spark.stop()
     print(path, flush=True)
+
+
+# ---------------------------------------------------------------- the `vidspark` command
+
+_JOBS = {
+    "nightly": (["extract", "labels", "featurize", "train", "score"],
+                "The nightly job: extract frames from both input folders, import labels, "
+                "featurize, train, score."),
+    "extract": (["extract"], "Extract one frame per second (and motion) from new videos."),
+    "labels": (["labels"], "Import the labels file and reviewers' verdicts."),
+    "featurize": (["featurize"], "Compute InceptionV3 features of frames that have none."),
+    "train": (["train"], "Cross-validate the sweep, register the best model, decide the champion."),
+    "score": (["score"], "Score the score videos with the champion and refresh the segments."),
+}
+
+_COMMANDS = {
+    **{name: doc for name, (_, doc) in _JOBS.items()},
+    "report": "Write the night's self-contained HTML report.",
+    "sql": "Run SQL against the tables (through a running sql-server when there is one).",
+    "sql-server": "Serve the tables read-only over JDBC/ODBC (Spark Thrift Server) on localhost.",
+    "review": "Record a reviewer's verdict, or list the segments to review.",
+    "eval": "Camera-grouped evaluation on a labelled dataset (make eval).",
+    "bench": "The benchmarks (make bench).",
+    "demo-data": "Generate the built-in demo videos and labels.",
+}
+
+_SPARK_COMMANDS = {*_JOBS, "report", "sql", "sql-server", "review", "eval", "bench"}
+
+_USAGE = """usage: vidspark [--master URL] [--conf KEY=VALUE ...] COMMAND [ARGS ...]
+
+Run a vidspark command. Spark comes from this installation (no virtualenv needs to be
+activated); --master and --conf go to Spark as spark-submit would take them (default master:
+local[*]). On a cluster, submit the jobs/*.py files with spark-submit instead.
+
+commands:
+{commands}
+
+`vidspark COMMAND --help` shows a command's own options.
+"""
+
+
+def _spark_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``--master URL`` / ``--conf K=V`` (anywhere, also ``--master=URL``) from the rest."""
+    spark, rest = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if name in ("--master", "--conf"):
+            if "=" in arg and arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            else:
+                sys.exit(f"vidspark: {name} needs a value")
+            spark += [name, value]
+        else:
+            rest.append(arg)
+        i += 1
+    return spark, rest
+
+
+def _use_this_spark(options: list[str]) -> None:
+    """Make the Spark that this process (or its workers) starts the one installed beside this
+    Python, with ``options``: what ``spark-submit`` would do, without an activated virtualenv."""
+    import os
+    import shlex
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ.pop("PYSPARK_DRIVER_PYTHON", None)
+    bindir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    if options:
+        os.environ["PYSPARK_SUBMIT_ARGS"] = " ".join(shlex.quote(o) for o in options) + " pyspark-shell"
+
+
+def main(argv=None) -> None:
+    """``vidspark COMMAND ...``: one command for every job and tool."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, rest = _spark_options(argv)
+    commands = "\n".join(f"  {name:<11} {doc}" for name, doc in _COMMANDS.items())
+    if not rest or rest[0] in ("-h", "--help"):
+        print(_USAGE.format(commands=commands), end="")
+        sys.exit(0 if rest else 2)
+    command, args = rest[0], rest[1:]
+    if command not in _COMMANDS:
+        sys.exit(f"vidspark: unknown command '{command}' (commands: {', '.join(_COMMANDS)})")
+    if options and command not in _SPARK_COMMANDS:
+        sys.exit(f"vidspark {command}: does not start Spark; --master/--conf do not apply")
+    if command in _SPARK_COMMANDS:
+        _use_this_spark(options)
+    prog = f"vidspark {command}"
+    if command in _JOBS:
+        stages, doc = _JOBS[command]
+        job_main(stages, doc, args, prog=prog)
+    elif command == "report":
+        report_main(args, prog=prog)
+    elif command == "sql":
+        sql_main(args, prog=prog)
+    elif command == "sql-server":
+        from vidspark import sqlserver
+
+        sqlserver.main(args, prog=prog)
+    elif command == "review":
+        review_main(args, prog=prog)
+    elif command == "eval":
+        from vidspark import evaluate
+
+        evaluate.main(args, prog=prog)
+    elif command == "bench":
+        from vidspark import bench
+
+        bench.main(args, prog=prog)
+    elif command == "demo-data":
+        from vidspark import demo
+
+        demo.main(args, prog=prog)

@@ -21,8 +21,10 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from vidspark.errors import VidsparkError
 
-class ConfigError(ValueError):
+
+class ConfigError(VidsparkError, ValueError):
     """A configuration problem, reported to the user in one line before any work starts."""
 
 
@@ -138,8 +140,10 @@ def _validate(config: dict) -> None:
                 "featurizer.gpu_batch_size", "featurizer.chunk_frames", "train.folds",
                 "train.parallelism", "train.precision_at_k", "segments.min_seconds",
                 "extract.jpeg_quality", "extract.split_seconds", "extract.chunk_seconds",
-                "extract.min_frames", "extract.max_side"):
+                "extract.min_frames", "extract.max_side", "sql_server.port"):
         _positive_int(key, get(config, key))
+    if not isinstance(get(config, "sql_server.host"), str) or not get(config, "sql_server.host"):
+        raise ConfigError("sql_server.host must be a host name or address")
     if get(config, "extract.jpeg_quality") > 100:
         raise ConfigError("extract.jpeg_quality must be between 1 and 100")
     value = get(config, "extract.seek_margin_seconds")

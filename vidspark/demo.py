@@ -1157,10 +1157,10 @@ def generate_demo_dataset(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     """Command line: ``python -m vidspark.demo --out data/demo [--seed 7] [--seconds N] [--force]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m vidspark.demo",
+        prog=prog or "python -m vidspark.demo",
         description="Write the synthetic CCTV demo data set (MPEG-1 clips and labels).",
     )
     parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")

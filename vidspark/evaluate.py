@@ -305,8 +305,8 @@ def _write(results: dict, out: str, readme: Optional[str]) -> None:
     write_table(markdown(serial), out, readme, BEGIN, END)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vidspark.evaluate",
+def main(argv=None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark.evaluate",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.abspath(DEFAULT_DATA),
                         help="labelled folder: videos/<camera>/<clip> and labels.csv "

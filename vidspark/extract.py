@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 
 from vidspark import motion as M, storage, video as V
 from vidspark.config import ConfigError, camera_of, local_path
+from vidspark.errors import PrerequisiteError
 from vidspark.schemas import TABLES
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ def _walk_fn(exts: set):
             for top in batch["path"]:
                 for dirpath, dirnames, filenames in os.walk(top):
                     dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                    for name in filenames:
+                    # a folder named like a video is reported (and still walked)
+                    for name in filenames + [d for d in dirnames if _is_video(d, exts)]:
                         if _is_video(name, exts):
                             rows.append(_stat(os.path.join(dirpath, name)))
             yield _pandas([r for r in rows if r], _LISTED)
@@ -123,9 +125,20 @@ def _walk_fn(exts: set):
 def _stat(path: str) -> Optional[dict]:
     try:
         st = os.stat(path)
-    except OSError:   # vanished between listing and stat
-        return None
+    except OSError:
+        if os.path.islink(path):   # a broken symbolic link: listed, and quarantined by the probe
+            return {"path": path, "size": None, "mtime_ns": None}
+        return None                # vanished between listing and stat
     return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _not_a_file(path: str) -> Optional[str]:
+    """Why a listed entry that looks like a video is not a video file, or None."""
+    if os.path.isdir(path):
+        return "a directory, not a video file"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return None
 
 
 def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
@@ -140,7 +153,7 @@ def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
                 continue
             if entry.is_dir():
                 subdirs.append(entry.path)
-            elif _is_video(entry.name, exts):
+            if _is_video(entry.name, exts):   # a folder named like a video is reported too
                 files.append(_stat(entry.path))
     if subdirs:
         parts = min(len(subdirs), spark.sparkContext.defaultParallelism * 4)
@@ -212,6 +225,9 @@ def _probe_partitions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
             out = dict(rec, content_hash=None, fps=None, width=None, height=None,
                        header_frame_count=None, first_ts_ms=None, error=None)
             try:
+                why = _not_a_file(rec["path"])
+                if why is not None:
+                    raise V.VideoError(why)
                 out["size"], out["content_hash"] = V.file_digest(rec["path"])
                 p = V.probe(rec["path"])
                 out.update(fps=p.fps, width=p.width, height=p.height,
@@ -317,6 +333,12 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     """
     candidates, listed, problems = discover(spark, config)
     known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
+    if not candidates and not known:
+        folders = " or ".join(f"input.{role}_videos ({config['input'][f'{role}_videos']})"
+                              for role in listed)
+        raise PrerequisiteError(
+            f"extract: no video files in {folders} and none stored: copy videos (extensions "
+            f"{', '.join(config['input']['extensions'])}) there, or point the keys at them")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     same_stat = [c for c in candidates if _same_file(known.get(c["video"]), c)]
     unchanged_ids = {c["video"] for c in same_stat}
@@ -348,8 +370,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         _commit(spark, config, rows, known)
         video_rows += rows
         if len(chunks) > 1:
-            log.info("extract: chunk %d/%d committed (%d videos, %.0fs)", i + 1, len(chunks),
-                     len(chunk), time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            log.info("extract: chunk %d/%d committed (%d videos, %.0fs, about %.0fs left)",
+                     i + 1, len(chunks), len(chunk), elapsed,
+                     elapsed / (i + 1) * (len(chunks) - i - 1))
     recamera = [t for t in touched if t["camera"] != known[t["video"]]["camera"]
                 and t["status"] == OK]
     if recamera:

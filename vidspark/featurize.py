@@ -51,8 +51,13 @@ from pyspark.sql import types as T
 
 from vidspark import storage
 from vidspark.config import BACKENDS, PRECISIONS
+from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
+
+# TensorFlow's C++ start-up notices (oneDNN, absl) would go to every task's stderr: only its
+# errors are shown, unless the user asked otherwise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 IMAGE_SIZE = 299
 N_FEATURES = 2048
@@ -67,7 +72,7 @@ _MODELS: dict = {}
 _DEVICE: dict = {}
 
 
-class WeightsError(RuntimeError):
+class WeightsError(VidsparkError, RuntimeError):
     """The configured weights cannot be loaded."""
 
 

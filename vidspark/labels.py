@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from vidspark import storage
 from vidspark.config import local_path
+from vidspark.errors import VidsparkError
 from vidspark.schemas import LABELS
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ _FRAME_NAME = re.compile(r"^(?P<stem>.+)frame(?P<second>\d{4,})\.jpg$")
 _EXAMPLES = 5
 
 
-class LabelsError(ValueError):
+class LabelsError(VidsparkError, ValueError):
     """The labels file cannot be used; the message says why and shows examples."""
 
 

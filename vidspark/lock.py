@@ -14,13 +14,14 @@ import socket
 from typing import Mapping, Optional
 
 from vidspark.config import local_path
+from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_vidspark.lock"
 
 
-class LockHeld(RuntimeError):
+class LockHeld(VidsparkError, RuntimeError):
     """Another live run holds the storage root."""
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vidspark import video
+from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ CLIP_MAX_SIDE = 480           # clip frames are scaled down to this (longest sid
 THUMB_MAX_SIDE = 320
 
 
-class MediaError(RuntimeError):
+class MediaError(VidsparkError, RuntimeError):
     """A clip cannot be made the preferred way (the message says why)."""
 
 

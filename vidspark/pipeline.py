@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from vidspark import extract, featurize, labels, score, storage, train
 from vidspark.config import ConfigError, local_path
+from vidspark.errors import PrerequisiteError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def preflight(config: Mapping, names) -> None:
             labels.parse(raw, source=labels_path)
         except (labels.LabelsError, ValueError, pd.errors.ParserError) as exc:
             raise ConfigError(f"input.labels: {exc}") from None
+    if list(names)[:1] == ["score"]:
+        score.require_champion(config)   # before Spark starts: no model, nothing to do
     root = local_path(config["storage"]["root"])
     if root is not None:
         probe = os.path.join(root, ".vidspark-write-test")
@@ -60,6 +63,27 @@ def preflight(config: Mapping, names) -> None:
             os.remove(probe)
         except OSError as exc:
             raise ConfigError(f"storage.root: not writable: {root} ({exc.strerror})") from None
+
+
+_HOW_TO_RUN = {"extract": "vidspark extract", "featurize": "vidspark featurize",
+               "train": "vidspark train"}
+
+
+def prerequisites(spark: SparkSession, config: Mapping, first: str) -> None:
+    """What a job's first stage needs from earlier jobs; a ``PrerequisiteError`` naming the job to
+    run when it is missing (a job that starts with extract needs videos in its folders)."""
+    if first == "extract":
+        return   # extract.run raises when its folders and the store have no videos at all
+    stored = storage.read(spark, config, "frames")
+    if first == "score":
+        stored = stored.join(storage.read(spark, config, "videos")
+                             .where(F.col("role").contains("score")), "video", "left_semi")
+    if stored.isEmpty():
+        what = "frames of score videos" if first == "score" else "frames"
+        raise PrerequisiteError(
+            f"{first}: no {what} stored under {storage.root(config)}: put videos in "
+            f"input.{'score' if first == 'score' else 'train'}_videos and run the extract job "
+            f"first ({_HOW_TO_RUN['extract']})")
 
 
 def run_stages(spark: SparkSession, config: Mapping, names, recorder=None) -> dict:
@@ -78,7 +102,8 @@ def run_stages(spark: SparkSession, config: Mapping, names, recorder=None) -> di
             raise
         if recorder:
             recorder.end(name, reports[name])
-        log.info("stage %s done in %.1fs", name, time.time() - t0)
+        what = one_line({name: reports[name]})
+        log.info("stage %s done in %.1fs%s", name, time.time() - t0, f": {what}" if what else "")
     return reports
 
 

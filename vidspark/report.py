@@ -2,7 +2,7 @@
 ``data:`` URIs, no external files or scripts) with the run summary and a card per top segment.
 
 Built from the tables by ``jobs/report.py`` (``make report``); every card carries the
-``vidspark-review`` command that records a verdict for its segment.
+``vidspark review`` command that records a verdict for its segment.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import media, review, runs, storage
+from vidspark.errors import VidsparkError
 from vidspark.config import local_path
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _card(i: int, seg, thumb: bytes | None, timeline_png: bytes, clip_html: str,
                f'{_e(seg.reviewer)}</span>' if isinstance(seg.verdict, str) else "not reviewed")
     img = (f'<img class="thumb" alt="peak frame {_e(seg.peak_frame_name)}" '
            f'src="{media.data_uri(thumb, "image/jpeg")}">' if thumb else "<p>no stored frame</p>")
-    command = (f"vidspark-review --config {config_hint} --segment {seg.segment_id} "
+    command = (f"vidspark review --config {config_hint} --segment {seg.segment_id} "
                "--verdict confirmed|rejected")
     return f"""
 <section class="segment-card" id="segment-{_e(seg.segment_id)}" data-segment-id="{_e(seg.segment_id)}">
@@ -213,7 +214,7 @@ draws the threshold; clips start {media.CLIP_PAD_SECONDS} s before and end
 def default_path(config: Mapping) -> str:
     root = local_path(storage.root(config))
     if root is None:
-        raise ValueError("storage.root is not a local folder: give the report a path with --out")
+        raise VidsparkError("storage.root is not a local folder: give the report a path with --out")
     return os.path.join(root, "reports", f"vidspark-report-{dt.date.today():%Y-%m-%d}.html")
 
 

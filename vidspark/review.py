@@ -1,4 +1,4 @@
-"""Reviewing flagged clips: what the notebook, the nightly report and ``vidspark-review`` call.
+"""Reviewing flagged clips: what the notebook, the nightly report and ``vidspark review`` call.
 
 * ``ranking`` lists the segments still to review (``to_review``, the same as the SQL view
   ``segments_to_review``): best first, with the latest verdict and, where the labels know it,
@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import media, storage
+from vidspark.errors import VidsparkError
 from vidspark.schemas import REVIEWS
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ DEFAULT_TOP_N = 10
 MAX_TIMELINES = 8                    # videos drawn by ``timelines``
 
 
-class ReviewError(ValueError):
+class ReviewError(VidsparkError, ValueError):
     """A verdict cannot be recorded (unknown segment or second, bad verdict)."""
 
 
@@ -95,7 +96,7 @@ def record(spark: SparkSession, config: Mapping, verdict: str, *, segment_id: st
                .select("video", "start_second", "end_second", "model_id", "model_version").first())
         if seg is None:
             raise ReviewError(f"no segment {segment_id!r} in the segments table (list the "
-                              "segments to review: vidspark-review --config ... --list)")
+                              "segments to review: vidspark review --config ... --list)")
         row = dict(segment_id=segment_id, video=seg.video, start_second=seg.start_second,
                    end_second=seg.end_second, model_id=seg.model_id,
                    model_version=seg.model_version)
@@ -367,7 +368,7 @@ def record_verdict(spark: SparkSession, config: Mapping, segment_id: str | None,
         have = rows.to_html(index=False) if len(rows) else "<p>no verdicts yet</p>"
         return HTML(f"<p>Segment <code>{html.escape(segment_id)}</code>: set VERDICT to "
                     "'confirmed' or 'rejected' and run the cell again, or run "
-                    f"<code>vidspark-review --config ... --segment {html.escape(segment_id)} "
+                    f"<code>vidspark review --config ... --segment {html.escape(segment_id)} "
                     f"--verdict rejected</code>.</p>{have}")
     row = record(spark, config, verdict, segment_id=segment_id, reviewer=reviewer, note=note)
     return HTML(f"<p>recorded: {html.escape(row['verdict'])} for segment "

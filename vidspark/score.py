@@ -16,11 +16,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import feature_sets, motion, segments, storage, tracking, train
+from vidspark.errors import PrerequisiteError
 
 log = logging.getLogger(__name__)
 
 
-class NoChampionError(RuntimeError):
+class NoChampionError(PrerequisiteError, RuntimeError):
     """There is no model to score with."""
 
 
@@ -38,14 +39,21 @@ def with_predictions(features: DataFrame, model, model_id: str, version: int,
                     "camera", F.lit(feature_set).alias("feature_set"), "anomaly_score"))
 
 
+def require_champion(config: Mapping):
+    """The champion model version; NoChampionError naming what to do when there is none."""
+    champion = tracking.champion(config)
+    if champion is None:
+        raise NoChampionError(f"score: registered model '{tracking.model_name(config)}' has no "
+                              f"version with the alias '{tracking.CHAMPION}' at "
+                              f"{tracking.tracking_uri(config)}: run the train job first "
+                              "(vidspark train), or promote a version by hand")
+    return champion
+
+
 def run(spark: SparkSession, config: Mapping) -> dict:
     """Score the seconds of score videos that have no prediction from the champion version."""
     name = tracking.model_name(config)
-    champion = tracking.champion(config)
-    if champion is None:
-        raise NoChampionError(f"score: registered model '{name}' has no version with the alias "
-                              f"'{tracking.CHAMPION}' at {tracking.tracking_uri(config)}; run the "
-                              "train stage first (or promote a version by hand)")
+    champion = require_champion(config)
     tags = champion.tags or {}
     weights = tags.get("weights")
     if not weights:

@@ -19,8 +19,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -39,6 +41,7 @@ from pyspark.sql import functions as F
 
 from vidspark import evaluation, feature_sets, motion, storage, tracking
 from vidspark.config import MODEL_FAMILIES
+from vidspark.errors import VidsparkError
 from vidspark.review import REVIEW_SOURCE
 from vidspark.schemas import MODELS
 
@@ -55,7 +58,7 @@ _SPARK_PARAM = {"max_iter": "maxIter", "reg_param": "regParam",
                 "min_instances_per_node": "minInstancesPerNode"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(VidsparkError, RuntimeError):
     """Training cannot produce a meaningful model from the data at hand."""
 
 
@@ -678,8 +681,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                     "params": json.dumps(spark_params(best), sort_keys=True),
                     "areaUnderPR": result.metrics["areaUnderPR"],
                     "areaUnderROC": result.metrics["areaUnderROC"], "decision": reason}
-            registered = mlflow.register_model(info.model_uri, name,
-                                               tags={k: str(v) for k, v in tags.items()})
+            with contextlib.redirect_stderr(io.StringIO()) as said:   # MLflow prints 2 lines
+                registered = mlflow.register_model(info.model_uri, name,
+                                                   tags={k: str(v) for k, v in tags.items()})
+            log.debug("train: %s", said.getvalue().strip())
             version = int(registered.version)
             mlflow.set_tags({"vidspark.model_version": version, "vidspark.champion": promote,
                              "vidspark.decision": reason, "vidspark.feature_set": best["feature_set"],

@@ -19,6 +19,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from vidspark.errors import VidsparkError
+
 log = logging.getLogger(__name__)
 
 # Timestamps are compared in milliseconds with a little slack for float noise (40.00000000000001).
@@ -26,7 +28,7 @@ _EPS_MS = 1e-3
 _HASH_CHUNK = 4 << 20
 
 
-class VideoError(Exception):
+class VideoError(VidsparkError):
     """A file that cannot be used as a video; the message is the quarantine reason."""
 
 
