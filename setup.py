@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8,<4",  # validation plots (PR, ROC, score histograms), review timelines
     # clips for reviewers: H.264 MP4 through the static ffmpeg binary this wheel ships
     "imageio-ffmpeg>=0.5,<0.9",
+    # `vidspark sql` talks to a running `vidspark sql-server` (HiveServer2 protocol, pure Python)
+    "PyHive[hive_pure_sasl]>=0.7,<0.8",
 ]
 
 # The review notebook (`jupyter nbconvert --execute notebooks/review_flagged_clips.ipynb`).
@@ -35,7 +37,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["vidspark", "vidspark.*"]),
-    package_data={"vidspark": ["conf/*.yaml"]},
+    package_data={"vidspark": ["conf/*.yaml", "jvm/*.java"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "notebook": NOTEBOOK_REQUIRES,
@@ -52,9 +54,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "vidspark-sql=vidspark.cli:sql_main",
-            "vidspark-demo-data=vidspark.demo:main",
-            "vidspark-review=vidspark.cli:review_main",
+            # one command: `vidspark COMMAND ...` (nightly, sql, sql-server, review, ...)
+            "vidspark=vidspark.cli:main",
         ]
     },
 )

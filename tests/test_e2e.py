@@ -6,15 +6,20 @@ import base64
 import csv
 import io
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pyspark.sql import functions as F
 
 from vidspark import storage
 from vidspark.config import load_config
@@ -187,10 +192,45 @@ def test_broken_files_are_quarantined_and_the_job_went_on(spark, run):
     assert "top 10 suspicious frames" in run["stdout"]
 
 
+def _unactivated_env() -> dict:
+    """A shell where the virtualenv was never activated: its bin folder is not on PATH and no
+    PySpark variable points at its Python."""
+    venv_bin = os.path.dirname(sys.executable)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYSPARK_SUBMIT_ARGS", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON",
+                        "VIRTUAL_ENV", "SPARK_HOME")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and os.path.abspath(p) != venv_bin)
+    return env
+
+
+VIDSPARK = os.path.join(os.path.dirname(sys.executable), "vidspark")
+
+
+def test_the_job_log_is_quiet(run):
+    """No dependency resolution, no network lookups, no start-up notices: the job's own lines."""
+    out = run["stdout"] + run["stderr"]
+    for noise in (":: loading settings", "Ivy Default Cache", "resolving dependencies",
+                  "found io.delta", "not found", "oneDNN", "absl::InitializeLog",
+                  "Successfully registered model", "NativeCodeLoader", "locally checkpointed"):
+        assert noise not in out, noise
+    ours = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (INFO|WARNING) vidspark")
+    others = [line for line in run["stderr"].splitlines() + run["stdout"].splitlines()
+              if line.strip() and not ours.match(line) and not line.startswith("  ")
+              and not line.startswith(("tables under ", "top 10 suspicious frames"))]
+    # the JVM's own notice about the vector module Spark enables is the only other line
+    assert all(line.startswith("WARNING: Using incubator modules") for line in others), others
+    assert re.search(r"stage featurize done in [\d.]+s: \d+ frames featurized", out)
+
+
 def test_second_run_duplicates_nothing(spark, run):
-    second = spark_submit("jobs/nightly.py", "--config", run["conf"])
+    """The second night runs through `vidspark nightly` from a shell where the virtualenv was
+    never activated (the first ran through spark-submit)."""
+    second = subprocess.run([VIDSPARK, "nightly", "--master", "local[2]", "--config", run["conf"]],
+                            cwd=ROOT, env=_unactivated_env(), capture_output=True, text=True,
+                            timeout=1500)
+    assert second.returncode == 0, second.stderr[-5000:]
     assert counts(spark, run["config"]) == run["counts"]
-    # spark-submit merges the Python driver's stderr (the job's log) into its stdout
     log = second.stdout + second.stderr
     assert "0 new videos" in log and "0 frames featurized" in log
     assert "keeping model" in log and "0 frames scored" in log
@@ -198,7 +238,7 @@ def test_second_run_duplicates_nothing(spark, run):
 
 
 def test_vidspark_sql_returns_the_ranking(spark, run):
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "vidspark-sql"),
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "vidspark"), "sql",
                            "--config", run["conf"], RANKING], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -286,3 +326,108 @@ def test_the_nightly_report_renders_in_headless_chromium(spark, run, tmp_path):
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (2000, 1280)
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1000     # pictures, not a blank page
+
+
+# ---------------------------------------------------------------- the SQL server
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sql_server(run):
+    """`vidspark sql-server` on the e2e store (started from an unactivated shell)."""
+    port = _free_port()
+    proc = subprocess.Popen([VIDSPARK, "sql-server", "--master", "local[2]", "--config", run["conf"],
+                             "--set", f"sql_server.port={port}"], cwd=ROOT, env=_unactivated_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if "read-only at jdbc:hive2://" in line:
+            break
+    else:
+        proc.kill()
+    assert proc.poll() is None, "".join(lines)[-5000:]
+    threading.Thread(target=proc.stdout.read, daemon=True).start()   # keep its pipe drained
+    yield {"port": port, "url": f"jdbc:hive2://127.0.0.1:{port}/", "conf": run["conf"]}
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def beeline(url: str, statement: str) -> subprocess.CompletedProcess:
+    """Hive's JDBC client (beeline, shipped with PySpark) runs one statement."""
+    import pyspark
+
+    tool = os.path.join(os.path.dirname(pyspark.__file__), "bin", "beeline")
+    proc = subprocess.run([tool, "-u", url, "--silent=true", "--outputformat=csv2", "-e", statement],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    # beeline prints its prompt before the first line of output
+    proc.stdout = re.sub(r"^\d+: jdbc:hive2://\S+> ", "", proc.stdout, flags=re.M)
+    return proc
+
+
+def test_sql_server_answers_a_jdbc_client(spark, run, sql_server):
+    proc = beeline(sql_server["url"], RANKING)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split(",") for line in proc.stdout.strip().splitlines() if line.strip()]
+    assert rows[0] == ["video", "second", "frame_name", "prob_suspicious"]
+    expected = (storage.read(spark, run["config"], "predictions").where("prediction = 1")
+                .orderBy(F.col("prob_suspicious").desc()).select("video", "second").collect())
+    assert [(r[0], int(r[1])) for r in rows[1:]] == [(r.video, r.second) for r in expected]
+    views = beeline(sql_server["url"], "SELECT count(*) AS n FROM segments_to_review")
+    assert views.returncode == 0 and views.stdout.strip().splitlines()[-1].isdigit()
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM predictions",
+    "INSERT INTO labels SELECT * FROM labels",
+    "DROP TABLE videos",
+    "CREATE TABLE stolen AS SELECT * FROM frames",
+    "DROP VIEW segments_tonight",
+])
+def test_sql_server_refuses_writes(spark, run, sql_server, statement):
+    before = counts(spark, run["config"])
+    proc = beeline(sql_server["url"], statement)
+    assert "vidspark sql-server is read-only" in proc.stdout + proc.stderr
+    assert counts(spark, run["config"]) == before
+    # the same through `vidspark sql`: one line, exit status 1
+    cli = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
+                          f"sql_server.port={sql_server['port']}", statement], cwd=ROOT,
+                         env=_unactivated_env(), capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1
+    assert cli.stderr.strip().splitlines() == [cli.stderr.strip().splitlines()[-1]]
+    assert cli.stderr.startswith("vidspark sql: vidspark sql-server is read-only:")
+
+
+def test_vidspark_sql_goes_through_the_server(run, sql_server):
+    proc = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
+                           f"sql_server.port={sql_server['port']}", RANKING + " LIMIT 3"],
+                          cwd=ROOT, env=_unactivated_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0] == ["video", "second", "frame_name", "prob_suspicious"] and len(rows) == 4
+    # only the server's session knows which store it serves
+    served = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
+                             f"sql_server.port={sql_server['port']}", "SET vidspark.storage.root"],
+                            cwd=ROOT, env=_unactivated_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert served.stdout.strip().splitlines()[-1] == \
+        f"vidspark.storage.root,{run['config']['storage']['root']}"
+
+
+def test_sql_server_listens_on_localhost_only(sql_server):
+    addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    outside = [a for a in addresses if "." in a and not a.startswith("127.")]
+    if not outside:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with pytest.raises(OSError):
+        socket.create_connection((outside[0], sql_server["port"]), timeout=2).close()
+    socket.create_connection(("127.0.0.1", sql_server["port"]), timeout=2).close()

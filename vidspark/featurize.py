@@ -35,6 +35,7 @@ The identity of the weights is stored with every feature row and with every mode
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -54,10 +55,6 @@ from vidspark.config import BACKENDS, PRECISIONS
 from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
-
-# TensorFlow's C++ start-up notices (oneDNN, absl) would go to every task's stderr: only its
-# errors are shown, unless the user asked otherwise.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 IMAGE_SIZE = 299
 N_FEATURES = 2048
@@ -212,11 +209,31 @@ def _init_jax(threads: int) -> bool:
     return _DEVICE["jax_gpu"]
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence the process's file descriptor 2 while a backend starts and builds a model:
+    TensorFlow's C++ library prints notices there (oneDNN, absl) whatever its log level, once
+    per task process. Python exceptions still propagate; ``VIDSPARK_NATIVE_LOGS=1`` keeps them."""
+    if os.environ.get("VIDSPARK_NATIVE_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def init_backend(backend: str, threads: int = 0) -> bool:
     """Configure ``backend``'s devices and threads in this process (once); whether it sees a GPU."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    return _init_tensorflow(threads) if backend == "tensorflow" else _init_jax(threads)
+    with _quiet_native_stderr():
+        return _init_tensorflow(threads) if backend == "tensorflow" else _init_jax(threads)
 
 
 def keras_on(backend: str):
@@ -256,9 +273,10 @@ def load_model(weights: str, seed: int = 0, precision: str = "float32", threads:
         if precision == "bfloat16":
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
         try:
-            _MODELS[key] = keras.applications.InceptionV3(
-                include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-                weights=None if weights == "random" else weights)
+            with _quiet_native_stderr():
+                _MODELS[key] = keras.applications.InceptionV3(
+                    include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+                    weights=None if weights == "random" else weights)
         finally:
             keras.mixed_precision.set_global_policy(previous)
     return _MODELS[key]

@@ -208,9 +208,12 @@ logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error
 logger.stringutils.name = org.apache.spark.util.SparkStringUtils
 logger.stringutils.level = error
-# The stages checkpoint locally on purpose; Spark warns when such an RDD is released.
+# The stages checkpoint locally on purpose; Spark warns when such an RDD is released, or when
+# a cached block is computed twice by concurrent jobs (the parallel fits of the sweep).
 logger.rdd.name = org.apache.spark.rdd
 logger.rdd.level = error
+logger.blockmanager.name = org.apache.spark.storage.BlockManager
+logger.blockmanager.level = error
 """
 
 

@@ -23,6 +23,11 @@ from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
 
+# FFmpeg's own decoder messages ("ac-tex damaged", "MVs not available") about a damaged file
+# would go to the task's stderr: what matters reaches the quarantine reason instead. Set
+# OPENCV_FFMPEG_LOGLEVEL=16 (errors) or 24 (warnings) to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 # Timestamps are compared in milliseconds with a little slack for float noise (40.00000000000001).
 _EPS_MS = 1e-3
 _HASH_CHUNK = 4 << 20
