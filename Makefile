@@ -14,11 +14,11 @@ PYTEST_ARGS ?=
 
 EVAL_DATA ?= ../shared/data/fights
 
-.PHONY: help install demo demo-data report browser test test-fast test-scale bench eval package clean
+.PHONY: help install demo demo-data report sql-server browser test test-fast test-scale bench eval package clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: setup.py vidspark/session.py
+$(VENV)/.installed: setup.py vidspark/session.py vidspark/jvm/ReadOnlyExtension.java
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -28,13 +28,16 @@ $(VENV)/.installed: setup.py vidspark/session.py
 install: $(VENV)/.installed  ## create .venv, install vidspark with its pinned dependencies and Delta's jars
 
 demo-data: install  ## generate the built-in demo videos and labels under data/demo
-	$(PY) -m vidspark.demo --out $(DEMO_DATA)
+	$(VENV)/bin/vidspark demo-data --out $(DEMO_DATA)
 
 demo: demo-data  ## install, generate the demo videos, run the nightly job on them
-	spark-submit jobs/nightly.py --config conf/demo.yaml --set featurizer.weights=$(DEMO_WEIGHTS) $(ARGS)
+	$(VENV)/bin/vidspark nightly --config conf/demo.yaml --set featurizer.weights=$(DEMO_WEIGHTS) $(ARGS)
 
 report:  ## write the demo's HTML report (run `make demo` first); ARGS="--out FILE --top N"
-	spark-submit jobs/report.py --config conf/demo.yaml $(ARGS)
+	$(VENV)/bin/vidspark report --config conf/demo.yaml $(ARGS)
+
+sql-server: install  ## serve the demo's tables read-only over JDBC/ODBC on localhost:10000 (Ctrl-C stops)
+	$(VENV)/bin/vidspark sql-server --config conf/demo.yaml $(ARGS)
 
 # The report test renders the page in headless Chromium: Debian's package when none is found.
 CHROMIUM := $(firstword $(shell command -v $${VIDSPARK_CHROMIUM:-chromium} chromium chromium-browser google-chrome 2>/dev/null))

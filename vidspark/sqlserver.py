@@ -32,9 +32,9 @@ from vidspark.errors import VidsparkError
 log = logging.getLogger(__name__)
 
 ROOT_KEY = "vidspark.storage.root"   # a session option the server sets: which store it serves
-# README's first query: the ranked suspicious frames (also what `make bench` times)
+# README's first query: the ranked suspicious frames (what `make bench` times)
 README_QUERY = ("SELECT video, second, frame_name, prob_suspicious FROM predictions "
-                "WHERE prediction = 1 ORDER BY prob_suspicious DESC LIMIT 10")
+                "WHERE prediction = 1 ORDER BY prob_suspicious DESC")
 
 
 def server_settings(config: Mapping) -> dict[str, str]:
