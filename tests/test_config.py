@@ -110,3 +110,23 @@ def test_local_path():
     assert local_path("file:///data/x") == "/data/x"
     assert local_path("hdfs://nn:8020/data/x") is None
     assert local_path("s3a://bucket/x") is None
+
+
+def test_every_configuration_key_is_documented_in_the_readme():
+    import yaml
+
+    with open(os.path.join(os.path.dirname(TEST_CONF), "..", "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    base = yaml.safe_load(open(os.path.join(os.path.dirname(TEST_CONF), "..", "vidspark", "conf",
+                                            "base.yaml"), encoding="utf-8"))
+    keys = [f"{section}.{key}" for section, values in base.items() if section != "spark"
+            for key in values]
+    missing = [k for k in keys if f"`{k}`" not in readme and f"`{k}." not in readme]
+    assert missing == []
+
+
+def test_the_sql_query_the_bench_times_is_the_readmes():
+    from vidspark.sqlserver import README_QUERY
+
+    with open(os.path.join(os.path.dirname(TEST_CONF), "..", "README.md"), encoding="utf-8") as fh:
+        assert f'"{README_QUERY}"' in fh.read()
