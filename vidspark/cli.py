@@ -238,6 +238,20 @@ def report_main(argv=None, prog: str | None = None) -> None:
     print(path, flush=True)
 
 
+@user_errors("vidspark sql-server")
+def sql_server_main(argv=None, prog: str | None = None) -> None:
+    """``vidspark sql-server --config conf/x.yaml``: serve the tables read-only until stopped."""
+    parser = _parser("Serve the vidspark tables and views read-only over JDBC/ODBC (Spark Thrift "
+                     "Server) until stopped (Ctrl-C or SIGTERM); e.g. --set sql_server.port=10001.",
+                     prog)
+    args = parser.parse_args(argv)
+    _setup_logging()
+    config = _load(args)
+    from vidspark import sqlserver
+
+    sqlserver.serve(config)
+
+
 # ---------------------------------------------------------------- the `vidspark` command
 
 _JOBS = {
@@ -247,7 +261,8 @@ _JOBS = {
     "extract": (["extract"], "Extract one frame per second (and motion) from new videos."),
     "labels": (["labels"], "Import the labels file and reviewers' verdicts."),
     "featurize": (["featurize"], "Compute InceptionV3 features of frames that have none."),
-    "train": (["train"], "Cross-validate the sweep, register the best model, decide the champion."),
+    "train": (["labels", "train"], "Import the labels, cross-validate the sweep, register the "
+                                   "best model, decide the champion."),
     "score": (["score"], "Score the score videos with the champion and refresh the segments."),
 }
 
@@ -337,9 +352,7 @@ def main(argv=None) -> None:
     elif command == "sql":
         sql_main(args, prog=prog)
     elif command == "sql-server":
-        from vidspark import sqlserver
-
-        sqlserver.main(args, prog=prog)
+        sql_server_main(args, prog=prog)
     elif command == "review":
         review_main(args, prog=prog)
     elif command == "eval":

@@ -18,13 +18,12 @@ before listening on another address.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import socket
 import threading
 import time
-from typing import Mapping, Optional
+from typing import Mapping
 
 from vidspark import storage
 from vidspark.errors import VidsparkError
@@ -47,7 +46,12 @@ def server_settings(config: Mapping) -> dict[str, str]:
                             "`make install` (or `python -m vidspark.session --install-jars "
                             "--write-spark-defaults`) with a JDK's javac on PATH")
     server = config["sql_server"]
+    # HiveServer2's session bookkeeping boots an in-memory Derby database, which would leave a
+    # derby.log in the working folder.
+    java_options = " ".join(filter(None, [config["spark"].get("spark.driver.extraJavaOptions"),
+                                          "-Dderby.stream.error.file=/dev/null"]))
     return {
+        "spark.driver.extraJavaOptions": java_options,
         # The Thrift server's handler threads load classes through the JVM's own class path, not
         # through the loader that spark.jars feeds: Delta goes on the driver's class path.
         "spark.driver.extraClassPath": ":".join(installed_jars()),
@@ -156,22 +160,3 @@ def server_message(exc: BaseException) -> str:
             return line[line.index("vidspark sql-server"):] if "vidspark sql-server" in line else line
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first.replace("org.apache.hive.service.cli.HiveSQLException: ", "")
-
-
-def main(argv=None, prog: Optional[str] = None) -> None:
-    from vidspark.cli import _load, _setup_logging, user_errors
-
-    @user_errors(prog or "vidspark sql-server")
-    def run():
-        parser = argparse.ArgumentParser(
-            prog=prog, description="Serve the vidspark tables and views read-only over JDBC/ODBC "
-                                   "(Spark Thrift Server) until stopped.")
-        parser.add_argument("--config", required=True, help="environment config, e.g. conf/demo.yaml")
-        parser.add_argument("--set", dest="overrides", action="append", default=[],
-                            metavar="KEY=VALUE", help="override a config key (repeatable), e.g. "
-                                                      "sql_server.port=10001")
-        args = parser.parse_args(argv)
-        _setup_logging()
-        serve(_load(args))
-
-    run()
