@@ -36,7 +36,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["vidspark", "vidspark.*"]),
+    # the library, and beside it the demo data generator and the measurements (bench, eval)
+    packages=find_packages(include=["vidspark", "vidspark.*", "vidspark_demo", "vidspark_bench"]),
     package_data={"vidspark": ["conf/*.yaml", "jvm/*.java"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={

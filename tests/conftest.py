@@ -53,7 +53,7 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> dict:
     """The built-in demo dataset (the same generator `make demo` uses)."""
-    from vidspark.demo import generate_demo_dataset
+    from vidspark_demo import generate_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     info = generate_demo_dataset(str(root))
@@ -66,7 +66,7 @@ def featurized(spark, tmp_path_factory, weights_path):
     """Small demo clips (6 s each) extracted, labelled and featurized once; tests copy the store
     with ``fresh_store``."""
     from vidspark import pipeline, storage
-    from vidspark.demo import generate_demo_dataset
+    from vidspark_demo import generate_demo_dataset
 
     tmp = tmp_path_factory.mktemp("featurized")
     info = generate_demo_dataset(str(tmp), seconds=6)

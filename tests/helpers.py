@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from vidspark.demo import write_video
+from vidspark_demo import write_video
 
 W, H, FPS = 320, 240, 25
 

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import extract, storage
-from vidspark.demo import decode_index_frame, write_index_video, write_video
-from tests.conftest import ROOT, make_config
+from vidspark import storage
+from vidspark.stages import extract
+from vidspark_demo import decode_index_frame, write_index_video, write_video
+from tests.conftest import make_config, ROOT
 
 
 def lying_avi(path, n_frames: int, claimed: int) -> None:

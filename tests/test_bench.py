@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import bench
-from vidspark.demo import decode_index_frame, write_index_video
+from vidspark_bench import bench
+from vidspark_demo import decode_index_frame, write_index_video
 from tests.conftest import ROOT
 from tests.helpers import generated_results
 

@@ -72,9 +72,10 @@ def test_featurize_on_an_empty_store_says_to_extract_first(tmp_path):
 
 def test_missing_prerequisites_name_the_job_to_run(spark, tmp_path):
     """In process, on the tests' session: each job's first stage on an empty store."""
-    from tests.conftest import make_config
-    from vidspark import extract, pipeline, storage
+    from vidspark import pipeline, storage
     from vidspark.errors import PrerequisiteError
+    from vidspark.stages import extract
+    from tests.conftest import make_config
 
     (tmp_path / "train").mkdir()
     (tmp_path / "score").mkdir()

@@ -16,7 +16,7 @@ import yaml
 
 from vidspark import storage
 from vidspark.config import load_config
-from vidspark.demo import generate_demo_dataset
+from vidspark_demo import generate_demo_dataset
 from tests.conftest import ROOT
 from tests.test_e2e import _env
 

@@ -1,4 +1,4 @@
-"""Tests for vidspark.demo: video writing, the frame-index code and the demo data set."""
+"""Tests for vidspark_demo: video writing, the frame-index code and the demo data set."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import demo
+import vidspark_demo as demo
 
 SECONDS = 8
 FPS = 25

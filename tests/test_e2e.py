@@ -23,11 +23,11 @@ from pyspark.sql import functions as F
 
 from vidspark import storage
 from vidspark.config import load_config
-from vidspark.demo import plan_demo_dataset
+from vidspark_demo import plan_demo_dataset
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-from vidspark.schemas import TABLES_NAMES
+from vidspark.storage.schemas import TABLES_NAMES
 
 TABLES = [t for t in TABLES_NAMES if t != "runs"]   # runs grows by design: one row per stage
 RANKING = ("SELECT video, second, frame_name, prob_suspicious FROM predictions "

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vidspark import evaluate, evaluation, train
-from tests.conftest import ROOT, make_config
+from vidspark.stages import evaluation, train
+from vidspark_bench import evaluate
+from tests.conftest import make_config, ROOT
 from tests.helpers import generated_results
 
 

@@ -3,7 +3,6 @@ change across seconds (embeddings, camera background), the per-camera anomaly sc
 label-free ranking of a camera that has no labels."""
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -11,8 +10,10 @@ import pytest
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from vidspark import feature_sets, motion as M, pipeline, storage, train
-from vidspark.demo import generate_demo_dataset
+from vidspark import pipeline, storage
+from vidspark.media import motion as M
+from vidspark.stages import feature_sets, train
+from vidspark_demo import generate_demo_dataset
 from tests.conftest import make_config
 from tests.helpers import write_scene
 

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import featurize as FZ
 from vidspark.config import load_config
+from vidspark.stages import featurize as FZ
 from tests.conftest import TEST_CONF
 from tests.helpers import cosine
 
@@ -132,7 +132,7 @@ def test_bfloat16_falls_back_to_float32_with_a_warning(spark, monkeypatch, caplo
     assert ok == FZ.cpu_has_bfloat16() or "GPU" in found   # local mode: this machine
     assert FZ.resolve_precision(spark, cfg) == ("bfloat16" if ok else "float32")
     monkeypatch.setattr(FZ, "executor_supports_bfloat16", lambda s, b: (False, "host: no flags"))
-    with caplog.at_level("WARNING", logger="vidspark.featurize"):
+    with caplog.at_level("WARNING", logger="vidspark.stages.featurize"):
         assert FZ.resolve_precision(spark, cfg) == "float32"
     assert "no bfloat16 hardware (host: no flags): using float32" in caplog.text
     cfg32 = load_config(TEST_CONF, ["featurizer.weights=random"])

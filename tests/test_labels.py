@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from vidspark.labels import LabelsError, parse, resolve
+from vidspark.stages.labels import LabelsError, parse, resolve
 
 
 def raw(text: str) -> pd.DataFrame:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidspark import motion as M
-from vidspark import video as V
+from vidspark.media import motion as M, video as V
 from tests.helpers import write_scene
 
 F = {name: i for i, name in enumerate(M.FEATURE_NAMES)}

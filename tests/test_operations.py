@@ -16,10 +16,10 @@ import yaml
 
 from vidspark import storage
 from vidspark.config import load_config
-from vidspark.demo import generate_demo_dataset
-from vidspark.lock import LOCK_NAME
+from vidspark.storage.lock import LOCK_NAME
+from vidspark_demo import generate_demo_dataset
 from tests.conftest import ROOT
-from tests.test_e2e import TABLES, _env
+from tests.test_e2e import _env, TABLES
 
 pytestmark = pytest.mark.slow
 

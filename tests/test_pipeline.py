@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import extract, pipeline, storage, train
-from vidspark.schemas import TABLES_NAMES
-from vidspark.demo import decode_index_frame, generate_demo_dataset, write_index_video
+from vidspark import pipeline, storage
+from vidspark.stages import extract, train
+from vidspark.storage.schemas import TABLES_NAMES
+from vidspark_demo import decode_index_frame, generate_demo_dataset, write_index_video
 from tests.conftest import make_config
 from tests.helpers import cosine
 
@@ -134,7 +135,7 @@ def test_featurize_stage_on_jax_gives_tensorflows_features(spark, tmp_path, smal
                                                            weights_path):
     """featurizer.backend: jax runs the stage (recorded in its report) with the same feature
     identity, and its stored features agree with TensorFlow's on every frame (cosine >= 0.999)."""
-    from vidspark import featurize
+    from vidspark.stages import featurize
 
     config = _small_config(tmp_path, small_demo, f"featurizer.weights={weights_path}",
                            "featurizer.backend=jax")

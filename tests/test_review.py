@@ -11,9 +11,11 @@ import cv2
 import pandas as pd
 import pytest
 
-from vidspark import media, pipeline, review, runs, storage, tracking, video
-from vidspark.demo import generate_demo_dataset
-from tests.conftest import ROOT, fresh_store
+from vidspark import pipeline, review, storage
+from vidspark.media import clips as media, video
+from vidspark.storage import runs, tracking
+from vidspark_demo import generate_demo_dataset
+from tests.conftest import fresh_store, ROOT
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import yaml
 
 from vidspark import storage
 from vidspark.config import load_config
-from vidspark.demo import write_video
+from vidspark_demo import write_video
 from tests.conftest import ROOT
 from tests.test_e2e import _env
 

@@ -3,8 +3,9 @@ import datetime as dt
 
 import pytest
 
-from vidspark import segments, storage
-from vidspark.schemas import TABLES
+from vidspark import storage
+from vidspark.stages import segments
+from vidspark.storage.schemas import TABLES
 from tests.conftest import make_config
 
 

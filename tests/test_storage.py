@@ -15,7 +15,7 @@ def rows(spark, cfg, name="frames"):
     return sorted((r.video, r.second, bytes(r.jpeg)) for r in storage.read(spark, cfg, name).collect())
 
 def test_replace_videos_is_idempotent(spark, cfg):
-    from vidspark.schemas import FRAMES
+    from vidspark.storage.schemas import FRAMES
 
     def df(video, seconds, tag):
         return spark.createDataFrame([(video, s, 0.0, "n", tag, 4, 3, "c") for s in seconds], FRAMES)
@@ -34,7 +34,7 @@ def test_replace_videos_is_idempotent(spark, cfg):
     assert spark.sql("SELECT count(*) AS n FROM frames").first().n == 2
 
 def test_upsert_merges_on_the_key(spark, cfg):
-    from vidspark.schemas import FRAMES
+    from vidspark.storage.schemas import FRAMES
 
     def df(items):
         return spark.createDataFrame([(v, s, 0.0, "n", t, 4, 3, "c") for v, s, t in items], FRAMES)
@@ -45,7 +45,7 @@ def test_upsert_merges_on_the_key(spark, cfg):
     assert rows(spark, cfg) == [("a", 0, b"1"), ("a", 1, b"2"), ("b", 0, b"1")]
 
 def test_tables_survive_reregistration(spark, cfg, tmp_path):
-    from vidspark.schemas import FRAMES
+    from vidspark.storage.schemas import FRAMES
 
     storage.replace_videos(spark, cfg, "frames",
                            spark.createDataFrame([("a", 0, 0.0, "n", b"1", 4, 3, "c")], FRAMES), ["a"])

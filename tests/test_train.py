@@ -8,8 +8,11 @@ import pytest
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.linalg import Vectors
 
-from vidspark import evaluation, pipeline, storage, tracking, train
+from vidspark import pipeline, storage
 from vidspark.config import ConfigError
+from vidspark.stages import evaluation, train
+from vidspark.storage import tracking
+from vidspark.storage.models import unusable_inputs
 from tests.conftest import fresh_store as _fresh, make_config
 
 
@@ -254,12 +257,12 @@ def test_promote_setting_overrides_the_comparison(tmp_path):
 
 def test_a_champion_whose_features_can_no_longer_be_built_is_named():
     now = {"weights": "file:w.h5:sha256=1", "motion_version": "motion-1:w128:fps10"}
-    assert train.unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w128:fps10",
+    assert unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w128:fps10",
                                   "weights": "none"}, now) is None
-    assert train.unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w64:fps10"},
+    assert unusable_inputs({"feature_set": "motion", "motion_version": "motion-1:w64:fps10"},
                                  now) == "other motion features (motion-1:w64:fps10)"
-    assert train.unusable_inputs({"feature_set": "appearance", "weights": "file:w.h5:sha256=1"},
+    assert unusable_inputs({"feature_set": "appearance", "weights": "file:w.h5:sha256=1"},
                                  now) is None
     # a model from before feature sets: the raw embedding
-    assert train.unusable_inputs({"weights": "file:old.h5:sha256=2"}, now) == \
+    assert unusable_inputs({"weights": "file:old.h5:sha256=2"}, now) == \
         "other embeddings (file:old.h5:sha256=2)"

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vidspark import video as V
-from vidspark.demo import decode_index_frame, write_index_video
+from vidspark.media import video as V
+from vidspark_demo import decode_index_frame, write_index_video
 
 FPS = 25.0
 

@@ -10,7 +10,7 @@ import time
 from typing import Sequence
 
 from vidspark.config import ConfigError, load_config
-from vidspark.errors import VidsparkError, user_error
+from vidspark.errors import user_error, VidsparkError
 
 
 def _parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
@@ -56,9 +56,10 @@ def _load(args) -> dict:
 def job_main(stages: Sequence[str], description: str, argv=None, prog: str | None = None) -> None:
     """Entry point of the ``jobs/*.py`` scripts: run ``stages`` in order, holding the storage
     lock and recording the run in the ``runs`` table."""
-    from vidspark import pipeline, runs
-    from vidspark.lock import StorageLock
+    from vidspark import pipeline
     from vidspark.session import build_spark
+    from vidspark.storage import runs
+    from vidspark.storage.lock import StorageLock
 
     started = time.perf_counter()
     args = _parser(description, prog).parse_args(argv)
@@ -356,14 +357,14 @@ def main(argv=None) -> None:
     elif command == "review":
         review_main(args, prog=prog)
     elif command == "eval":
-        from vidspark import evaluate
+        from vidspark_bench import evaluate
 
         evaluate.main(args, prog=prog)
     elif command == "bench":
-        from vidspark import bench
+        from vidspark_bench import bench
 
         bench.main(args, prog=prog)
     elif command == "demo-data":
-        from vidspark import demo
+        import vidspark_demo as demo
 
         demo.main(args, prog=prog)

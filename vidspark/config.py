@@ -185,7 +185,7 @@ BACKENDS = ("tensorflow", "jax")   # Keras 3 backends the featurizer runs on
 GRID_KEYS = ("max_iter", "reg_param", "elastic_net_param", "class_weighting")   # logistic regression
 CAMERA_MODES = ("folder", "parent", "regex")
 GROUP_BY = ("camera", "video")
-#: The feature groups a feature set joins with '+' (see vidspark.feature_sets).
+#: The feature groups a feature set joins with '+' (see vidspark.stages.feature_sets).
 FEATURE_GROUPS = ("appearance", "motion", "change", "anomaly")
 #: Model families of the sweep and the grid keys of each (the logistic regression's are train.*).
 MODEL_FAMILIES = {

@@ -10,9 +10,10 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import extract, featurize, labels, score, storage, train
+from vidspark import storage
 from vidspark.config import ConfigError, local_path
 from vidspark.errors import PrerequisiteError
+from vidspark.stages import extract, featurize, labels, score, train
 
 log = logging.getLogger(__name__)
 

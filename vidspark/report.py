@@ -16,9 +16,11 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import media, review, runs, storage
-from vidspark.errors import VidsparkError
+from vidspark import review, storage
 from vidspark.config import local_path
+from vidspark.errors import VidsparkError
+from vidspark.media import clips as media
+from vidspark.storage import runs
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
   ``prob_suspicious`` timelines and a playable clip of a segment.
 * ``record`` stores a verdict (``confirmed`` / ``rejected``) for a segment or one second in the
   ``reviews`` table (one row per target and reviewer: a reviewer who changes their mind replaces
-  their verdict). The labels stage turns verdicts into labels (``review_labels``): a verdict
+  their verdict). The labels stage turns verdicts into labels (``labels.verdict_labels``): a verdict
   labels every second it covers (a segment's gap seconds included), overrides an imported label
   of the same second, and the latest verdict wins.
 """
@@ -26,14 +26,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from vidspark import media, storage
+from vidspark import storage
 from vidspark.errors import VidsparkError
-from vidspark.schemas import REVIEWS
+from vidspark.media import clips as media
+from vidspark.storage.schemas import REVIEWS
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("confirmed", "rejected")
-REVIEW_SOURCE = "review:"            # labels.source prefix of labels that come from verdicts
 DEFAULT_TOP_N = 10
 MAX_TIMELINES = 8                    # videos drawn by ``timelines``
 
@@ -133,30 +133,6 @@ def _without(schema, name: str):
     from pyspark.sql import types as T
 
     return T.StructType([f for f in schema.fields if f.name != name])
-
-
-def review_labels(reviews: DataFrame) -> DataFrame:
-    """Labels (``labels`` schema) from verdicts: every second a verdict covers, 1 for
-    ``confirmed`` and 0 for ``rejected``; where verdicts overlap, the latest wins. ``source`` is
-    ``review:<reviewer>:<review_id>``."""
-    expanded = reviews.select(
-        "video", F.explode(F.sequence("start_second", "end_second")).alias("second"),
-        "verdict", "reviewer", "reviewed_at", "review_id")
-    latest = Window.partitionBy("video", "second").orderBy(F.col("reviewed_at").desc(),
-                                                           F.col("review_id"))
-    return (expanded.withColumn("n", F.row_number().over(latest)).where(F.col("n") == 1)
-            .select("video", F.col("second").cast("int").alias("second"),
-                    F.when(F.col("verdict") == "confirmed", 1).otherwise(0).cast("int")
-                    .alias("label"),
-                    F.concat(F.lit(REVIEW_SOURCE), "reviewer", F.lit(":"), "review_id")
-                    .alias("source")))
-
-
-def fingerprint(reviews: DataFrame) -> str:
-    """Identifies the verdicts (for the labels stage's skip check)."""
-    r = reviews.agg(F.count(F.lit(1)).alias("n"),
-                    F.bit_xor(F.xxhash64("review_id", "verdict", "reviewed_at")).alias("x")).first()
-    return f"{r.n}:{r.x or 0}"
 
 
 # --- what to show ---------------------------------------------------------------------------------

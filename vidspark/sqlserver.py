@@ -39,7 +39,7 @@ README_QUERY = ("SELECT video, second, frame_name, prob_suspicious FROM predicti
 def server_settings(config: Mapping) -> dict[str, str]:
     """Spark settings of the server application: Delta and the read-only extension, single
     session, the listening address."""
-    from vidspark.session import READ_ONLY_EXTENSION, READ_ONLY_JAR, installed_jars
+    from vidspark.session import installed_jars, READ_ONLY_EXTENSION, READ_ONLY_JAR
 
     if not any(j.endswith(READ_ONLY_JAR) for j in installed_jars()):
         raise VidsparkError(f"the SQL server needs {READ_ONLY_JAR} (its read-only check): run "
@@ -67,7 +67,7 @@ def server_settings(config: Mapping) -> dict[str, str]:
 def start(config: Mapping):
     """Build the server's Spark session, register the tables and views, make it read-only and
     start the Thrift server; returns the session."""
-    from vidspark.session import READ_ONLY_EXTENSION, build_spark
+    from vidspark.session import build_spark, READ_ONLY_EXTENSION
 
     config = {**config, "spark": {**config["spark"], **server_settings(config)}}
     spark = build_spark(config, app_name="vidspark-sql-server")

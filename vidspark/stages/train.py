@@ -1,7 +1,7 @@
 """Train stage: a tracked, validated classifier chosen among feature sets and model families.
 
 1. The labelled seconds of the train videos get the feature groups of every configured feature
-   set (``vidspark.feature_sets``) and are split into grouped folds by ``train.group_by``:
+   set (``vidspark.stages.feature_sets``) and are split into grouped folds by ``train.group_by``:
    every camera (or video) lies in exactly one fold, so no fold validates on a camera it
    trained on (a split that shares a camera measures scene memory, not detection).
 2. Every feature set x every candidate of every model family (``train.models``: Spark MLlib
@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import io
 import itertools
@@ -39,18 +38,19 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import evaluation, feature_sets, motion, storage, tracking
+from vidspark import storage
 from vidspark.config import MODEL_FAMILIES
 from vidspark.errors import VidsparkError
-from vidspark.review import REVIEW_SOURCE
-from vidspark.schemas import MODELS
+from vidspark.media import motion
+from vidspark.stages import evaluation, feature_sets
+from vidspark.storage import models, tracking
+from vidspark.storage.schemas import REVIEW_SOURCE
 
 log = logging.getLogger(__name__)
 
 WEIGHT_COL = "class_weight"
 ROWS_PER_PARTITION = 2000            # labelled seconds per partition while fitting
 VALIDATION_FILE = tracking.VALIDATION_FILE
-NO_EMBEDDINGS = "none"               # the weights tag of a model whose features use no embedding
 # Spark's parameter names, for MLflow and the models table
 _SPARK_PARAM = {"max_iter": "maxIter", "reg_param": "regParam",
                 "elastic_net_param": "elasticNetParam", "max_depth": "maxDepth",
@@ -417,8 +417,8 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             # cached: a fit reads its input several times (metadata, splits, then the trees)
             jobs.append((pipeline(candidate, config),
                          with_class_weights(train_part).repartition(partitions).cache()))
-        models = fit_all(spark, jobs, int(config["train"]["parallelism"]))
-        for model, validation in zip(models, validations):
+        fitted = fit_all(spark, jobs, int(config["train"]["parallelism"]))
+        for model, validation in zip(fitted, validations):
             got = with_probability(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
                 continue
@@ -440,25 +440,6 @@ def _reference(config: Mapping, version) -> pd.DataFrame | None:
         return None
 
 
-def unusable_inputs(tags: Mapping, inputs: Mapping) -> Optional[str]:
-    """Why a model (its version ``tags``) cannot be scored with today's stored features
-    (``inputs``: the current ``weights`` and ``motion_version``), or None."""
-    groups = model_groups(tags)
-    if "appearance" in groups or "change" in groups:
-        if tags.get("weights") != inputs.get("weights"):
-            return f"other embeddings ({tags.get('weights')})"
-    if set(groups) - {"appearance"} and tags.get("motion_version") != inputs.get("motion_version"):
-        return f"other motion features ({tags.get('motion_version')})"
-    return None
-
-
-def model_groups(tags: Mapping) -> tuple:
-    """The feature groups a registered version needs (a version without a ``feature_set`` tag
-    was trained by an older vidspark on the raw embedding)."""
-    name = tags.get("feature_set")
-    return feature_sets.feature_set(name).groups if name else ("appearance",)
-
-
 def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, inputs: Mapping,
            config: Mapping) -> tuple[bool, str]:
     """Should the new model take the champion alias? (yes/no, the reason in words)."""
@@ -468,7 +449,7 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, inputs: Map
     current = tracking.champion(config)
     if current is None:
         return True, "no champion yet"
-    why = unusable_inputs(current.tags or {}, inputs)
+    why = models.unusable_inputs(current.tags or {}, inputs)
     if why is not None:
         return True, (f"champion version {current.version} was trained on {why}, which scoring "
                       "can no longer use")
@@ -544,51 +525,9 @@ def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> 
         mlflow.log_figure(fig, f"plots/{name}")
 
 
-def _version_tags(version) -> dict:
-    return dict(version.tags or {})
-
-
-def sync_models_table(spark: SparkSession, config: Mapping) -> None:
-    """Mirror the registry's versions of the model in the ``models`` table (its rows rewritten
-    when a version is new or gone there, or the champion alias moved since the last sync)."""
-    champ = tracking.champion(config)
-    rows = []
-    for v in tracking.versions(config):
-        tags = _version_tags(v)
-        if "data_fingerprint" not in tags:
-            continue  # registered by hand or by another tool: not ours to describe
-        rows.append({
-            "model_id": f"{v.name}/{v.version}", "path": f"models:/{v.name}/{v.version}",
-            "created_at": dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.timezone.utc)
-            .replace(tzinfo=None),
-            "weights": tags.get("weights", ""), "params": tags.get("params", "{}"),
-            "train_rows": int(tags.get("train_rows", 0)), "positives": int(tags.get("positives", 0)),
-            "train_videos": int(tags.get("train_videos", 0)),
-            "data_fingerprint": tags["data_fingerprint"], "model_name": v.name,
-            "model_version": int(v.version), "run_id": v.run_id,
-            "threshold": float(tags.get("threshold", "nan")),
-            "area_under_pr": float(tags.get("areaUnderPR", "nan")),
-            "area_under_roc": float(tags.get("areaUnderROC", "nan")),
-            "champion": champ is not None and champ.version == v.version,
-            "decision": tags.get("decision"),
-            "feature_set": tags.get("feature_set", "appearance"),
-            "model_type": tags.get("model_type", "logistic_regression"),
-            "motion_version": tags.get("motion_version")})
-    name = tracking.model_name(config)
-    have = {(r.model_id, r.champion, r.feature_set) for r in storage.read(spark, config, "models")
-            .where(F.col("model_name") == name)
-            .select("model_id", "champion", "feature_set").collect()}
-    if {(r["model_id"], r["champion"], r["feature_set"]) for r in rows} != have:
-        # The registry is the truth and the table its mirror: this model's rows are replaced in
-        # one commit (cheaper than a MERGE; versions deleted from the registry go too), other
-        # models' rows stay.
-        storage.replace_where(spark, config, "models", spark.createDataFrame(rows, MODELS),
-                              "model_name", [name])
-
-
 def _same_data_version(config: Mapping, data_fp: str):
     for v in tracking.versions(config):
-        if _version_tags(v).get("data_fingerprint") == data_fp:
+        if models.version_tags(v).get("data_fingerprint") == data_fp:
             return v
     return None
 
@@ -597,7 +536,7 @@ def current_inputs(spark: SparkSession, config: Mapping, keys: DataFrame) -> dic
     """The identities of the features training uses: ``weights`` of the embeddings (only when a
     feature set needs them, else ``none``) and ``motion_version``."""
     needs = any(feature_sets.feature_set(n).needs_embeddings for n in config["train"]["feature_sets"])
-    return {"weights": embedding_weights(spark, config, keys) if needs else NO_EMBEDDINGS,
+    return {"weights": embedding_weights(spark, config, keys) if needs else models.NO_EMBEDDINGS,
             "motion_version": motion.configured_identity(config)}
 
 
@@ -623,16 +562,16 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                                 "(check input.labels and input.train_videos)")
         inputs = current_inputs(spark, config, keys)
         groups = feature_sets.union_groups(config["train"]["feature_sets"])
-        weights = None if inputs["weights"] == NO_EMBEDDINGS else inputs["weights"]
+        weights = None if inputs["weights"] == models.NO_EMBEDDINGS else inputs["weights"]
         data = training_set(spark, config, groups, weights, keys, anomaly_score=False).cache()
         summary = summarize(data)
         data_fp = fingerprint(data, config, inputs, summary)
         same = _same_data_version(config, data_fp)
         if same is not None:
-            tags = _version_tags(same)
+            tags = models.version_tags(same)
             log.info("train: training data and settings unchanged; keeping model %s version %s",
                      name, same.version)
-            sync_models_table(spark, config)
+            models.sync_models_table(spark, config)
             rows = int(tags.get("train_rows", 0))
             return {"read": rows, "written": 0, "skipped": 1, "quarantined": 0, "rows": rows,
                     "positives": int(tags.get("positives", 0)),
@@ -672,7 +611,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                                           pip_requirements=[f"pyspark=={pyspark.__version__}"])
             best_groups = feature_sets.feature_set(best["feature_set"])
             # Registered with its tags in one call: a version never exists without them.
-            tags = {"weights": inputs["weights"] if best_groups.needs_embeddings else NO_EMBEDDINGS,
+            tags = {"weights": inputs["weights"] if best_groups.needs_embeddings else models.NO_EMBEDDINGS,
                     "motion_version": inputs["motion_version"],
                     "feature_set": best["feature_set"], "model_type": best["model"],
                     "threshold": result.threshold["threshold"],
@@ -699,7 +638,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         keys.unpersist()
         if data is not None:
             data.unpersist()
-    sync_models_table(spark, config)
+    models.sync_models_table(spark, config)
     m = result.metrics
     log.info("train: %s-grouped %d-fold CV over %d candidates: best %s, areaUnderPR %.3f, "
              "areaUnderROC %.3f, threshold %.3f (precision %.2f, recall %.2f)",

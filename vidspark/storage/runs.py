@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
-from vidspark.schemas import RUNS
+from vidspark.storage.schemas import RUNS
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
     on some containers), decoding restarts from the beginning, so results never depend on seek
     accuracy. ``stats`` (if given) receives the count of decoded frames inside the range and the
     last timestamp, which summed over ranges give the video's decoded frame count and duration.
-    ``motion`` (a ``vidspark.motion.MotionSampler``, if given) is shown every decoded frame's
+    ``motion`` (a ``vidspark.media.motion.MotionSampler``, if given) is shown every decoded frame's
     timestamp and given the frames it wants, so motion costs no second decode.
     """
     stats = stats if stats is not None else RangeStats()

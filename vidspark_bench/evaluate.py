@@ -43,7 +43,7 @@ BEGIN, END = "<!-- eval:begin -->", "<!-- eval:end -->"
 EXPERIMENT = "vidspark-eval"
 TOP_K = 20
 
-log = logging.getLogger("vidspark.evaluate")
+log = logging.getLogger("vidspark_bench.evaluate")
 
 # label, feature sets (None: the configuration's), train overrides for the row
 TODAY = ("appearance, before motion (logistic regression on the raw embedding)", ["appearance"],
@@ -92,7 +92,7 @@ def camera_interval(oof: pd.DataFrame, metric, n: int = BOOTSTRAP, seed: int = 0
 def within_cameras(oof: pd.DataFrame) -> dict:
     """Mean ROC AUC of the ranking inside each camera that has both classes (and, for a score
     that can be missing, a score): how well a camera's own seconds are ordered."""
-    from vidspark import evaluation
+    from vidspark.stages import evaluation
 
     values = [evaluation.area_under_roc(g.label, g.prob) for _, g in oof.dropna(subset=["prob"])
               .groupby("camera") if g.label.nunique() == 2]
@@ -100,7 +100,7 @@ def within_cameras(oof: pd.DataFrame) -> dict:
 
 
 def figures(labels, probs, k: int = TOP_K) -> dict:
-    from vidspark import evaluation
+    from vidspark.stages import evaluation
 
     labels = np.asarray(labels, dtype=float)
     return {"ap": evaluation.average_precision(labels, probs),
@@ -117,7 +117,7 @@ def nested_cv(spark, data, config: Mapping, outer_folds: int) -> tuple[pd.DataFr
     prob) and the candidate chosen in each outer fold."""
     from pyspark.sql import functions as F
 
-    from vidspark import train
+    from vidspark.stages import train
 
     per_camera = (data.groupBy(F.col("camera").alias("group"))
                   .agg(F.sum("label").alias("positives"),
@@ -147,7 +147,7 @@ def nested_cv(spark, data, config: Mapping, outer_folds: int) -> tuple[pd.DataFr
 
 def _row_result(label, feature_sets_, oof, chosen, seconds) -> dict:
     """A row's figures; a missing score (``prob`` null) ranks last in the pooled figures."""
-    from vidspark import evaluation
+    from vidspark.stages import evaluation
 
     within = within_cameras(oof)
     oof = oof.fillna({"prob": 0.0})
@@ -170,9 +170,11 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
     """Extract, label and featurize ``data`` into ``store``, then evaluate every row."""
     from pyspark.sql import functions as F
 
-    from vidspark import feature_sets, motion, pipeline, storage, train
-    from vidspark.bench import machine
+    from vidspark import pipeline, storage
+    from vidspark.media import motion
     from vidspark.session import build_spark
+    from vidspark.stages import feature_sets, train
+    from vidspark_bench.bench import machine
 
     started = time.perf_counter()
     config = eval_config(data, store, weights, config_file)
@@ -223,7 +225,8 @@ def _log_mlflow(config: Mapping, results: dict) -> None:
     """One MLflow run in the eval store: metrics of every row, its PR curve, its predictions."""
     import mlflow
 
-    from vidspark import evaluation, tracking
+    from vidspark.stages import evaluation
+    from vidspark.storage import tracking
 
     tracking.setup(dict(config, tracking=dict(config["tracking"], experiment=EXPERIMENT)))
     with mlflow.start_run(run_name="camera-grouped-eval"):
@@ -294,7 +297,7 @@ def markdown(results: dict) -> str:
 
 
 def _write(results: dict, out: str, readme: Optional[str]) -> None:
-    from vidspark.bench import write_table
+    from vidspark_bench.bench import write_table
 
     os.makedirs(out, exist_ok=True)
     serial = dict(results, rows=[{k: v for k, v in r.items() if k != "predictions"}
@@ -306,7 +309,7 @@ def _write(results: dict, out: str, readme: Optional[str]) -> None:
 
 
 def main(argv=None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark.evaluate",
+    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark_bench.evaluate",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.abspath(DEFAULT_DATA),
                         help="labelled folder: videos/<camera>/<clip> and labels.csv "
@@ -330,7 +333,7 @@ def main(argv=None, prog: str | None = None) -> None:
     for noisy in ("py4j", "tensorflow", "absl", "h5py", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.render:
-        from vidspark.bench import write_table
+        from vidspark_bench.bench import write_table
 
         with open(os.path.join(args.out, "results.json"), encoding="utf-8") as fh:
             write_table(markdown(json.load(fh)), args.out, args.readme, BEGIN, END)

@@ -16,7 +16,7 @@ This module makes a small stand-in for that data set that needs no download:
   tiny test videos whose frame numbers can be read back from the pictures, even after lossy
   MPEG compression.
 
-Run ``python -m vidspark.demo --out data/demo`` to write the demo data set.
+Run ``python -m vidspark_demo --out data/demo`` to write the demo data set.
 
 Only numpy, OpenCV and the standard library are used, so the module works without Spark.
 """
@@ -1158,9 +1158,9 @@ def generate_demo_dataset(
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    """Command line: ``python -m vidspark.demo --out data/demo [--seed 7] [--seconds N] [--force]``."""
+    """Command line: ``python -m vidspark_demo --out data/demo [--seed 7] [--seconds N] [--force]``."""
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m vidspark.demo",
+        prog=prog or "python -m vidspark_demo",
         description="Write the synthetic CCTV demo data set (MPEG-1 clips and labels).",
     )
     parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")

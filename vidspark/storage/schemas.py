@@ -41,11 +41,11 @@ FRAMES = T.StructType([
     T.StructField("camera", T.StringType(), True),
 ])
 
-MOTION = T.StructType([    # per-second motion, computed while the frames are decoded (vidspark.motion)
+MOTION = T.StructType([    # per-second motion, computed while the frames are decoded (vidspark.media.motion)
     T.StructField("video", T.StringType(), False),
     T.StructField("second", T.IntegerType(), False),
     T.StructField("camera", T.StringType(), True),
-    T.StructField("motion", FLOATS, False),                 # vidspark.motion.FEATURE_NAMES, in order
+    T.StructField("motion", FLOATS, False),                 # vidspark.media.motion.FEATURE_NAMES, in order
     T.StructField("pairs", T.IntegerType(), False),          # frame pairs measured inside the second
     T.StructField("thumb", T.BinaryType(), False),           # 32x24 grayscale thumbnail, row-major
     T.StructField("motion_version", T.StringType(), False),  # algorithm, width and rate
@@ -58,6 +58,9 @@ FEATURES = T.StructType([
     T.StructField("weights", T.StringType(), False),         # identity of the weights used
     T.StructField("camera", T.StringType(), True),
 ])
+
+#: ``labels.source`` prefix of the labels that come from reviewers' verdicts
+REVIEW_SOURCE = "review:"
 
 LABELS = T.StructType([
     T.StructField("video", T.StringType(), False),
@@ -77,7 +80,7 @@ PREDICTIONS = T.StructType([
     T.StructField("model_version", T.LongType(), True),      # registered version that scored it
     T.StructField("camera", T.StringType(), True),
     T.StructField("feature_set", T.StringType(), True),      # the champion's feature set
-    T.StructField("anomaly_score", T.DoubleType(), True),    # label-free, per camera (vidspark.feature_sets)
+    T.StructField("anomaly_score", T.DoubleType(), True),    # label-free, per camera (vidspark.stages.feature_sets)
 ])
 
 MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the model
@@ -103,7 +106,7 @@ MODELS = T.StructType([   # a mirror of the MLflow registry's versions of the mo
     T.StructField("motion_version", T.StringType(), True),     # of the motion features it was trained on
 ])
 
-SEGMENTS = T.StructType([  # consecutive flagged seconds of one video (see vidspark.segments)
+SEGMENTS = T.StructType([  # consecutive flagged seconds of one video (see vidspark.stages.segments)
     T.StructField("segment_id", T.StringType(), False),      # stable: video, start and model
     T.StructField("video", T.StringType(), False),
     T.StructField("start_second", T.IntegerType(), False),

@@ -4,7 +4,7 @@ A feature set is a ``+``-joined list of groups (``motion``, ``motion+change``,
 ``appearance+motion``); train and score build the same columns with ``assemble``, one ML vector
 column per group, named after the group:
 
-* ``motion`` (3 x 42 values): the second's ``motion`` vector (``vidspark.motion.FEATURE_NAMES``),
+* ``motion`` (3 x 42 values): the second's ``motion`` vector (``vidspark.media.motion.FEATURE_NAMES``),
   then its mean and its maximum over the window [second - n, second + n] of the same video
   (``features.context_seconds``; Spark window functions), element by element.
 * ``appearance`` (2,048 values): the InceptionV3 embedding of the second's frame. Models reduce
@@ -41,9 +41,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from vidspark import motion as M
 from vidspark import storage
 from vidspark.config import FEATURE_GROUPS, parse_feature_set
+from vidspark.media import motion as M
 
 N_MOTION = M.N_FEATURES
 CHANGE_NAMES = ("embedding_distance_previous", "embedding_distance_next", "background_diff",

@@ -18,7 +18,7 @@ sampled alike) and measures the change between consecutive kept frames:
   pixel speed, which is low when nearby motions cancel out).
 
 Only pairs of frames inside the same second count (change across seconds is the business of the
-context windows and the ``change`` features of ``vidspark.feature_sets``). A second's ``motion``
+context windows and the ``change`` features of ``vidspark.stages.feature_sets``). A second's ``motion``
 vector is the mean of every measure over its pairs followed by the maximum (``FEATURE_NAMES``);
 a second without pairs (a video at one frame per second or less) gives zeros. A pair in which no
 pixel changed by more than 8 grey levels (codec noise) is still: all its measures are zero and no
@@ -26,7 +26,7 @@ flow is computed, so frames held still for a second (1-fps footage re-encoded at
 CAVIAR) give exactly zero motion, and empty scenes cost little.
 
 The sampler also keeps a 32x24 grayscale thumbnail of each second's own frame, from which the
-featurization of a camera's background (see ``vidspark.feature_sets``) is computed.
+featurization of a camera's background (see ``vidspark.stages.feature_sets``) is computed.
 
 The computation is deterministic (DIS gives the same field whatever OpenCV's thread count), and a
 time range decoded alone gives the same vectors as the whole video decoded at once.

@@ -16,13 +16,13 @@ import re
 from typing import Mapping
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import storage
 from vidspark.config import local_path
 from vidspark.errors import VidsparkError
-from vidspark.schemas import LABELS
+from vidspark.storage.schemas import LABELS, REVIEW_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +149,40 @@ def _last_fingerprint(spark: SparkSession, config: Mapping):
     return row.fp if row else None
 
 
+def verdict_labels(reviews: DataFrame) -> DataFrame:
+    """Labels (``labels`` schema) from verdicts: every second a verdict covers, 1 for
+    ``confirmed`` and 0 for ``rejected``; where verdicts overlap, the latest wins. ``source`` is
+    ``review:<reviewer>:<review_id>``."""
+    expanded = reviews.select(
+        "video", F.explode(F.sequence("start_second", "end_second")).alias("second"),
+        "verdict", "reviewer", "reviewed_at", "review_id")
+    latest = Window.partitionBy("video", "second").orderBy(F.col("reviewed_at").desc(),
+                                                           F.col("review_id"))
+    return (expanded.withColumn("n", F.row_number().over(latest)).where(F.col("n") == 1)
+            .select("video", F.col("second").cast("int").alias("second"),
+                    F.when(F.col("verdict") == "confirmed", 1).otherwise(0).cast("int")
+                    .alias("label"),
+                    F.concat(F.lit(REVIEW_SOURCE), "reviewer", F.lit(":"), "review_id")
+                    .alias("source")))
+
+
+def verdicts_fingerprint(reviews: DataFrame) -> str:
+    """Identifies the verdicts (for the labels stage's skip check)."""
+    r = reviews.agg(F.count(F.lit(1)).alias("n"),
+                    F.bit_xor(F.xxhash64("review_id", "verdict", "reviewed_at")).alias("x")).first()
+    return f"{r.n}:{r.x or 0}"
+
+
 def run(spark: SparkSession, config: Mapping) -> dict:
     """Replace the ``labels`` table with the validated contents of ``input.labels`` overlaid with
-    the reviewers' verdicts (``vidspark.review.review_labels``: a verdict overrides the imported
+    the reviewers' verdicts (``verdict_labels``: a verdict overrides the imported
     label of the same second). Skipped when the file, the frames and the verdicts are unchanged
     since the last successful import. Without ``input.labels`` the imported labels already in the
     table are kept and only the verdicts are applied again."""
-    from vidspark import review
 
     path = config["input"]["labels"]
     reviews = storage.read(spark, config, "reviews")
-    reviews_fp = review.fingerprint(reviews)
+    reviews_fp = verdicts_fingerprint(reviews)
     if not path and reviews_fp == "0:0":
         log.info("labels: input.labels not set and no verdicts; keeping the labels table as it is")
         return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None}
@@ -173,10 +196,10 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         imported, report = resolve(spark, parsed, frames)
     else:
         imported = (storage.read(spark, config, "labels")
-                    .where(~F.col("source").startswith(review.REVIEW_SOURCE)).localCheckpoint())
+                    .where(~F.col("source").startswith(REVIEW_SOURCE)).localCheckpoint())
         n = imported.count()
         report = {"labels": n, "matched": n, "unmatched": 0, "unmatched_examples": []}
-    from_reviews = review.review_labels(reviews).localCheckpoint()
+    from_reviews = verdict_labels(reviews).localCheckpoint()
     keys = ["video", "second"]
     overridden = (imported.alias("i").join(from_reviews.alias("r"), keys)
                   .where(F.col("i.label") != F.col("r.label")).count())

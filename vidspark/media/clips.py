@@ -21,8 +21,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from vidspark import video
 from vidspark.errors import VidsparkError
+from vidspark.media import video
 
 log = logging.getLogger(__name__)
 

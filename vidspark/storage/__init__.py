@@ -22,8 +22,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark.schemas import TABLES
-from vidspark.views import VIEWS
+from vidspark.storage.schemas import TABLES
+from vidspark.storage.views import VIEWS
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every prediction row carries two rankings: ``prob_suspicious``, the champion's p
 every camera: the model was trained on labelled cameras and scores the others with behaviour
 features; how well that transfers to unseen cameras is what ``make eval`` measures, with whole
 cameras held out), and ``anomaly_score``, a label-free score of how much more activity the
-second shows than is usual for its own camera (``vidspark.feature_sets``).
+second shows than is usual for its own camera (``vidspark.stages.feature_sets``).
 """
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from vidspark import feature_sets, motion, segments, storage, tracking, train
+from vidspark import storage
 from vidspark.errors import PrerequisiteError
+from vidspark.media import motion
+from vidspark.stages import feature_sets, segments
+from vidspark.storage import models, tracking
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +63,16 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         raise NoChampionError(f"score: {name} version {champion.version} has no 'weights' tag, so "
                               "the features it expects are unknown; tag it or train with vidspark")
     legacy = "feature_set" not in tags        # trained by an older vidspark on raw embeddings
-    groups = train.model_groups(tags)
+    groups = models.model_groups(tags)
     feature_set = tags.get("feature_set", "appearance")
     inputs = {"weights": weights, "motion_version": motion.configured_identity(config)}
-    why = train.unusable_inputs(tags, inputs)
+    why = models.unusable_inputs(tags, inputs)
     if why is not None:
         raise NoChampionError(f"score: {name} version {champion.version} was trained on {why}, "
                               "which the stored features no longer match; train again")
     version = int(champion.version)
     model_id = f"{name}/{version}"
-    train.sync_models_table(spark, config)  # the alias may have been moved by hand
+    models.sync_models_table(spark, config)  # the alias may have been moved by hand
     videos = storage.read(spark, config, "videos").where(
         (F.col("status") == "ok") & F.col("role").contains("score")).select("video")
     done = (storage.read(spark, config, "predictions").where(F.col("model_id") == model_id)
@@ -92,7 +95,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     if n:  # the model is loaded only when there is something to score
         model = tracking.load_spark_model(config, version)
         assembled = feature_sets.assemble(
-            spark, config, groups, weights=None if weights == train.NO_EMBEDDINGS else weights,
+            spark, config, groups, weights=None if weights == models.NO_EMBEDDINGS else weights,
             videos=todo.select("video").distinct())
         if legacy:
             assembled = assembled.withColumnRenamed("appearance", "features")

@@ -123,7 +123,7 @@ def load_spark_model(config: Mapping, version):
 def validation(config: Mapping, version: int | str | None = None):
     """(out-of-fold validation predictions, threshold) of a registered version (the champion by
     default): the data behind the run's PR/ROC/histogram plots, for notebooks. Draw them with
-    ``vidspark.evaluation.figures(frame, threshold)``."""
+    ``vidspark.stages.evaluation.figures(frame, threshold)``."""
     setup(config)
     v = champion(config) if version is None else client(config).get_model_version(
         model_name(config), str(version))

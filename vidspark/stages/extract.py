@@ -24,10 +24,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from vidspark import motion as M, storage, video as V
-from vidspark.config import ConfigError, camera_of, local_path
+from vidspark import storage
+from vidspark.config import camera_of, ConfigError, local_path
 from vidspark.errors import PrerequisiteError
-from vidspark.schemas import TABLES
+from vidspark.media import motion as M, video as V
+from vidspark.storage.schemas import TABLES
 
 log = logging.getLogger(__name__)
 

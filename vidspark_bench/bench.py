@@ -55,7 +55,7 @@ def machine() -> dict:
     import cv2
     import pyspark
 
-    from vidspark.featurize import cpu_info
+    from vidspark.stages.featurize import cpu_info
 
     model, flags = cpu_info()
     model = model or platform.processor() or platform.machine()
@@ -183,7 +183,7 @@ class TreeMemory:
 
 def prepare_data(data_dir: str) -> dict:
     """The demo data set (15 generated MPEG-1 clips, 410 video-seconds) under ``data_dir``."""
-    from vidspark.demo import generate_demo_dataset
+    from vidspark_demo import generate_demo_dataset
 
     return generate_demo_dataset(os.path.join(data_dir, "demo"), seed=7)
 
@@ -201,7 +201,8 @@ def _extract_ours(paths, quality: int, max_side: int, motion: Optional[tuple] = 
     ``extract._decode_range`` over the whole file (sequential decoding, the frame at or after
     each whole second, scaled and JPEG-encoded), with the motion features of every second when
     ``motion`` is (width, frames per second)."""
-    from vidspark import extract, video
+    from vidspark.media import video
+    from vidspark.stages import extract
 
     width, fps = motion or (0, 10.0)
     out = {}
@@ -248,7 +249,7 @@ def _extract_seek_loop(paths, seconds: dict, quality: int, max_side: int) -> dic
     lands on the second keyframe), scaled and JPEG-encoded as the extract stage does."""
     import cv2
 
-    from vidspark import video
+    from vidspark.media import video
 
     out = {}
     for path in paths:
@@ -285,7 +286,7 @@ def _pin_one_core() -> Optional[int]:
 def bench_extract(data_dir: str, reps: int, frames_file: str, real_clips: Optional[str] = None) -> dict:
     import cv2
 
-    from vidspark import video
+    from vidspark.media import video
 
     core = _pin_one_core()
     cv2.setNumThreads(1)
@@ -334,7 +335,7 @@ def bench_extract(data_dir: str, reps: int, frames_file: str, real_clips: Option
 def bench_keras(frames_file: str, weights: str, precision: str, batch_size: int,
                 sizes: tuple, reps: int, features_out: Optional[str]) -> dict:
     t0 = time.perf_counter()
-    from vidspark import featurize as FZ
+    from vidspark.stages import featurize as FZ
 
     with open(frames_file, "rb") as fh:
         jpegs = [f[2] for f in pickle.load(fh)][:max(sizes)]
@@ -386,10 +387,11 @@ def bench_spark(frames_file: str, weights: str, precision: str, batch_size: int,
     t0 = time.perf_counter()
     import datetime as dt
 
-    from vidspark import featurize, storage
+    from vidspark import storage
     from vidspark.config import load_config
-    from vidspark.schemas import FRAMES, VIDEOS
     from vidspark.session import build_spark
+    from vidspark.stages import featurize
+    from vidspark.storage.schemas import FRAMES, VIDEOS
 
     shutil.rmtree(store, ignore_errors=True)
     config = load_config(None, [f"storage.root={store}", f"featurizer.weights={weights}",
@@ -610,9 +612,8 @@ def bench_camera_bounds(data_dir: str, weights: str, seconds: int, clips: int,
     os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "threads;1"   # FFmpeg's decoder: one thread
     core = _pin_one_core()
     import cv2
-    import numpy as np
 
-    from vidspark import featurize as FZ
+    from vidspark.stages import featurize as FZ
 
     cv2.setNumThreads(1)
     model = FZ.load_model(weights, 0, precision, threads=1)
@@ -700,7 +701,7 @@ def bench_camera_pipeline(data_dir: str, weights: str, seconds: int, clips: int,
 
 def _child(args: list, timeout: int = 900) -> dict:
     """Run one measurement in a fresh Python process and return its JSON result."""
-    cmd = [sys.executable, "-m", "vidspark.bench", "--child", json.dumps(args)]
+    cmd = [sys.executable, "-m", "vidspark_bench.bench", "--child", json.dumps(args)]
     # Spark's Python workers and spark-submit come from this interpreter's environment.
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable,
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
@@ -979,7 +980,7 @@ def update_readme(path: str, table: str, begin: str = BEGIN, end: str = END) -> 
 
 
 def main(argv=None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark.bench",
+    parser = argparse.ArgumentParser(prog=prog or "python -m vidspark_bench.bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"),

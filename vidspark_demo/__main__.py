@@ -1,0 +1,3 @@
+from vidspark_demo.data import main
+
+main()
