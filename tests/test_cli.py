@@ -92,3 +92,30 @@ def test_missing_prerequisites_name_the_job_to_run(spark, tmp_path):
                                                 r"\(.*\) or input.score_videos \(.*\) and none "
                                                 r"stored: copy videos"):
         extract.run(spark, config)
+
+
+def test_the_vidspark_command_lists_its_commands_and_refuses_unknown_ones():
+    import os
+
+    tool = os.path.join(os.path.dirname(sys.executable), "vidspark")
+    helped = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("nightly", "extract", "labels", "featurize", "train", "score", "report", "sql",
+                    "sql-server", "review", "eval", "bench", "demo-data"):
+        assert f"\n  {command} " in helped.stdout, command
+        sub = subprocess.run([tool, command, "--help"], capture_output=True, text=True, timeout=60)
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: vidspark {command} "), command
+    unknown = subprocess.run([tool, "nope"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == ("vidspark: unknown command 'nope' (commands: nightly, "
+                                      "extract, labels, featurize, train, score, report, sql, "
+                                      "sql-server, review, eval, bench, demo-data)")
+
+
+def test_spark_options_go_to_spark_wherever_they_are():
+    from vidspark.cli import _spark_options
+
+    assert _spark_options(["--master", "local[2]", "nightly", "--config", "c.yaml",
+                           "--conf=spark.driver.memory=4g", "--set", "a=b"]) == (
+        ["--master", "local[2]", "--conf", "spark.driver.memory=4g"],
+        ["nightly", "--config", "c.yaml", "--set", "a=b"])
