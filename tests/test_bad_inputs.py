@@ -137,7 +137,7 @@ def test_unreadable_file_is_quarantined_for_a_non_root_reader():
             with open(os.path.join(folder, name), "wb") as fh:
                 fh.write(b"\0" * 100)
             os.chmod(os.path.join(folder, name), mode)
-        code = ("import sys; from vidspark import video\n"
+        code = ("import sys; from vidspark.media import video\n"
                 "for p in sys.argv[1:]:\n"
                 "    try:\n        print(video.file_digest(p)[0])\n"
                 "    except video.VideoError as e:\n        print(e)\n")
