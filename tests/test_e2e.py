@@ -385,17 +385,25 @@ def test_sql_server_answers_a_jdbc_client(spark, run, sql_server):
     assert views.returncode == 0 and views.stdout.strip().splitlines()[-1].isdigit()
 
 
-@pytest.mark.parametrize("statement", [
+WRITES = [
     "DELETE FROM predictions",
     "INSERT INTO labels SELECT * FROM labels",
     "DROP TABLE videos",
     "CREATE TABLE stolen AS SELECT * FROM frames",
     "DROP VIEW segments_tonight",
-])
+    "OPTIMIZE predictions",
+    "SET spark.sql.runSQLOnFiles=true",
+    "RESET",
+    "SELECT reflect('java.lang.Thread', 'sleep', cast(1 AS bigint))",
+    "SELECT * FROM predictions WHERE second IN (SELECT java_method('java.lang.Math', 'abs', 1))",
+]
+
+
+@pytest.mark.parametrize("statement", WRITES)
 def test_sql_server_refuses_writes(spark, run, sql_server, statement):
     before = counts(spark, run["config"])
     proc = beeline(sql_server["url"], statement)
-    assert "vidspark sql-server is read-only" in proc.stdout + proc.stderr
+    assert "vidspark SQL is read-only" in proc.stdout + proc.stderr
     assert counts(spark, run["config"]) == before
     # the same through `vidspark sql`: one line, exit status 1
     cli = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
@@ -403,7 +411,23 @@ def test_sql_server_refuses_writes(spark, run, sql_server, statement):
                          env=_unactivated_env(), capture_output=True, text=True, timeout=300)
     assert cli.returncode == 1
     assert cli.stderr.strip().splitlines() == [cli.stderr.strip().splitlines()[-1]]
-    assert cli.stderr.startswith("vidspark sql: vidspark sql-server is read-only:")
+    assert cli.stderr.startswith("vidspark sql: vidspark SQL is read-only:")
+
+
+def test_sql_server_still_answers_after_refusing(sql_server):
+    proc = beeline(sql_server["url"], "SELECT count(*) AS n FROM predictions")
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1].isdigit(), proc.stderr
+
+
+def test_vidspark_sql_without_a_server_is_read_only_too(spark, run):
+    before = counts(spark, run["config"])
+    proc = subprocess.run([VIDSPARK, "sql", "--no-server", "--config", run["conf"],
+                           "DELETE FROM predictions"], cwd=ROOT, env=_unactivated_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "vidspark sql: vidspark SQL is read-only: DeleteCommand is not allowed")
+    assert counts(spark, run["config"]) == before
 
 
 def test_vidspark_sql_goes_through_the_server(run, sql_server):

@@ -132,29 +132,54 @@ def sql_main(argv=None, prog: str | None = None) -> None:
             finally:
                 conn.close()
             return
-    from vidspark import storage
+    from vidspark import sqlserver, storage
     from vidspark.session import build_spark
 
     # A short-lived reader: no UI, the JVM's quick compiler only (a few seconds less to answer),
-    # small Delta snapshots in one partition; the config's own settings win.
+    # small Delta snapshots in one partition; the config's own settings win. Read-only like the
+    # server (its check needs `make install`; without it only queries are let through).
+    checked = sqlserver.has_read_only_extension()
+    if not checked and not _looks_read_only(args.query):
+        raise VidsparkError("only queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES) run "
+                            "here; the jobs change the tables")
     quick = {"spark.ui.enabled": "false",
              "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
     config = {**config, "spark": {**quick, **config["spark"],
+                                  **(sqlserver.read_only_settings(config) if checked else {}),
                                   "spark.databricks.delta.snapshotPartitions": "1"}}
     spark = build_spark(config, app_name="vidspark-sql", tables=storage.names_in(args.query),
                         read_only=True)
     spark.sparkContext.setLogLevel("ERROR")
+    if checked:
+        sqlserver.enable_read_only(spark)
     try:
         df = spark.sql(args.query)
         write(df.columns, df.toLocalIterator())
     except Exception as exc:
+        from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
 
         if isinstance(exc, PySparkException):
             raise VidsparkError(str(exc).splitlines()[0]) from None
+        if isinstance(exc, Py4JJavaError):     # e.g. the read-only check's refusal
+            raise VidsparkError(str(exc.java_exception.getMessage()).splitlines()[0]) from None
         raise
     finally:
         spark.stop()
+
+
+def _looks_read_only(query: str) -> bool:
+    """Whether a statement starts like a query (the fallback when the read-only check is not
+    installed; comments are skipped)."""
+    import re
+
+    text = re.sub(r"(--[^\n]*\n?|/\*.*?\*/)", " ", query, flags=re.S)
+    text = re.sub(r"'(\\.|[^'])*'|`[^`]*`", "''", text).strip().lower()   # no literals, names
+    writes = (r"\b(insert|update|delete|merge|create|drop|alter|truncate|optimize|vacuum|restore|"
+              r"convert|cache|uncache|refresh|msck|analyze|set|reset|add|load|reflect|"
+              r"java_method|try_reflect)\b")
+    return (re.match(r"(select|with|show|describe|desc|explain|values|\()", text) is not None
+            and re.search(writes, text) is None and ";" not in text.rstrip(";"))
 
 
 @user_errors("vidspark review")
@@ -308,6 +333,8 @@ def _spark_options(argv: list[str]) -> tuple[list[str], list[str]]:
                 value = argv[i]
             else:
                 sys.exit(f"vidspark: {name} needs a value")
+            if name == "--conf" and "=" not in value:
+                sys.exit(f"vidspark: --conf needs KEY=VALUE (a Spark setting), not {value!r}")
             spark += [name, value]
         else:
             rest.append(arg)
@@ -321,6 +348,10 @@ def _use_this_spark(options: list[str]) -> None:
     import os
     import shlex
 
+    from pyspark.find_spark_home import _find_spark_home
+
+    os.environ.pop("SPARK_HOME", None)             # another Spark of the user's shell
+    os.environ["SPARK_HOME"] = _find_spark_home()  # ... gives way to the one beside pyspark
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ.pop("PYSPARK_DRIVER_PYTHON", None)
     bindir = os.path.dirname(sys.executable)

@@ -42,7 +42,7 @@ def installed_jars() -> list[str]:
     """The jars ``--install-jars`` stored (Delta and what it needs beyond Spark's own jars);
     empty when they were never installed."""
     jars = sorted(glob.glob(os.path.join(jars_dir(), "*.jar")))
-    return jars if any(_artifact(j).startswith("delta-spark") for j in jars) else []
+    return jars if any(_artifact(j, ivy=True).startswith("delta-spark") for j in jars) else []
 
 
 def spark_defaults(cluster: bool = False) -> dict[str, str]:
@@ -64,10 +64,13 @@ def render_spark_defaults(cluster: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _artifact(jar: str) -> str:
-    """``delta-storage`` of ``io.delta_delta-storage-4.1.0.jar`` or ``delta-storage-4.1.0.jar``."""
+def _artifact(jar: str, ivy: bool = False) -> str:
+    """The artifact of a jar file name without its version: ``delta-storage`` of Ivy's
+    ``io.delta_delta-storage-4.1.0.jar`` (``ivy``: ``<organisation>_<artifact>-<version>.jar``;
+    organisations have no '_') or of Spark's ``delta-storage-4.1.0.jar``; ``algebra_2.13`` of
+    ``algebra_2.13-2.8.0.jar``."""
     name = os.path.basename(jar)
-    if "_" in name.split("-")[0]:          # Ivy's <organisation>_<artifact>-<version>.jar
+    if ivy:
         name = name.split("_", 1)[1]
     return re.sub(r"-\d[\w.]*(-[\w.]+)?\.jar$", "", name)
 
@@ -107,7 +110,7 @@ def install_jars(dest: str | None = None) -> list[str]:
         os.makedirs(dest, exist_ok=True)
         copied = []
         for jar in resolved:
-            if _artifact(jar) not in shipped:
+            if _artifact(jar, ivy=True) not in shipped:
                 copied.append(shutil.copy2(jar, os.path.join(dest, os.path.basename(jar))))
     copied.append(build_read_only_extension(os.path.join(dest, READ_ONLY_JAR)))
     return copied

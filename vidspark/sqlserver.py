@@ -5,13 +5,15 @@ DBeaver, Superset, PyHive) started inside a Spark application that registered th
 views once. It runs in single-session mode, so every connection sees the same tables and views,
 and queries read the latest Delta snapshot (a nightly job's commits show in the next query).
 
-Read-only: once the tables are registered, the server enables ``vidspark.ReadOnlyExtension``
-(a Spark SQL check rule compiled at install time) so that any statement whose plan holds a
-command other than metadata ones (SHOW, DESCRIBE, EXPLAIN, SET, USE) fails: no INSERT, UPDATE,
-DELETE, MERGE, CREATE, DROP, ALTER, CACHE or ADD JAR from a client. Queries on file paths
-(``SELECT * FROM parquet.`/some/path```) are off too. The server listens on ``sql_server.host``
-(127.0.0.1 by default) without authentication: README "SQL server" says how to require it
-before listening on another address.
+Read-only: the server registers the tables that exist (it creates and migrates nothing), then
+enables ``vidspark.ReadOnlyExtension`` (a Spark SQL check rule compiled at install time), so that
+a statement fails when its plan (or a subquery's) holds a command other than metadata ones (SHOW,
+DESCRIBE, EXPLAIN, USE, SET that only reads an option), a SET that assigns or a RESET, or
+reflection (``reflect``, ``java_method``): no INSERT, UPDATE, DELETE, MERGE, OPTIMIZE, VACUUM,
+RESTORE, CREATE, DROP, ALTER, CACHE or ADD JAR from a client. Queries on file paths
+(``SELECT * FROM parquet.`/some/path```) are off, and a session where a client turned them back
+on runs nothing. The server listens on ``sql_server.host`` (127.0.0.1 by default) without
+authentication: README "SQL" says how to require it before listening on another address.
 
 ``vidspark sql`` sends its query here when a server of the same ``storage.root`` answers on
 ``sql_server.host``/``port``, and starts Spark itself otherwise.
@@ -36,26 +38,52 @@ README_QUERY = ("SELECT video, second, frame_name, prob_suspicious FROM predicti
                 "WHERE prediction = 1 ORDER BY prob_suspicious DESC")
 
 
-def server_settings(config: Mapping) -> dict[str, str]:
-    """Spark settings of the server application: Delta and the read-only extension, single
-    session, the listening address."""
+def read_only_settings(config: Mapping) -> dict[str, str]:
+    """Spark settings of a read-only reader (the server, or ``vidspark sql``'s own Spark): Delta
+    and the read-only extension, no SQL on file paths; ``enable_read_only`` then switches the
+    check on. A ``VidsparkError`` when the extension was never compiled."""
     from vidspark.session import installed_jars, READ_ONLY_EXTENSION, READ_ONLY_JAR
 
-    if not any(j.endswith(READ_ONLY_JAR) for j in installed_jars()):
-        raise VidsparkError(f"the SQL server needs {READ_ONLY_JAR} (its read-only check): run "
+    if not has_read_only_extension():
+        raise VidsparkError(f"the read-only SQL check ({READ_ONLY_JAR}) is not installed: run "
                             "`make install` (or `python -m vidspark.session --install-jars "
                             "--write-spark-defaults`) with a JDK's javac on PATH")
+    return {
+        # The Thrift server's handler threads load classes through the JVM's own class path, not
+        # through the loader that spark.jars feeds: Delta goes on the driver's class path.
+        "spark.driver.extraClassPath": ":".join(installed_jars()),
+        "spark.sql.extensions": f"io.delta.sql.DeltaSparkSessionExtension,{READ_ONLY_EXTENSION}",
+        "spark.sql.runSQLOnFiles": "false",
+    }
+
+
+def has_read_only_extension() -> bool:
+    from vidspark.session import installed_jars, READ_ONLY_JAR
+
+    return any(j.endswith(READ_ONLY_JAR) for j in installed_jars())
+
+
+def enable_read_only(spark) -> None:
+    """From now on every statement of this Spark application is checked (see the module doc)."""
+    from vidspark.session import READ_ONLY_EXTENSION
+
+    jvm = spark.sparkContext._jvm
+    loader = jvm.Thread.currentThread().getContextClassLoader()
+    jvm.java.lang.Class.forName(READ_ONLY_EXTENSION, True, loader) \
+        .getMethod("enable", None).invoke(None, None)
+
+
+def server_settings(config: Mapping) -> dict[str, str]:
+    """Spark settings of the server application: read-only, single session, the listening
+    address."""
     server = config["sql_server"]
     # HiveServer2's session bookkeeping boots an in-memory Derby database, which would leave a
     # derby.log in the working folder.
     java_options = " ".join(filter(None, [config["spark"].get("spark.driver.extraJavaOptions"),
                                           "-Dderby.stream.error.file=/dev/null"]))
     return {
+        **read_only_settings(config),
         "spark.driver.extraJavaOptions": java_options,
-        # The Thrift server's handler threads load classes through the JVM's own class path, not
-        # through the loader that spark.jars feeds: Delta goes on the driver's class path.
-        "spark.driver.extraClassPath": ":".join(installed_jars()),
-        "spark.sql.extensions": f"io.delta.sql.DeltaSparkSessionExtension,{READ_ONLY_EXTENSION}",
         "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.hadoop.hive.server2.thrift.bind.host": str(server["host"]),
         "spark.hadoop.hive.server2.thrift.port": str(server["port"]),
@@ -65,26 +93,28 @@ def server_settings(config: Mapping) -> dict[str, str]:
 
 
 def start(config: Mapping):
-    """Build the server's Spark session, register the tables and views, make it read-only and
-    start the Thrift server; returns the session."""
-    from vidspark.session import build_spark, READ_ONLY_EXTENSION
+    """Build the server's Spark session, register the existing tables and views (creating or
+    changing nothing), make it read-only and start the Thrift server; returns the session."""
+    from vidspark.session import build_spark
 
     config = {**config, "spark": {**config["spark"], **server_settings(config)}}
-    spark = build_spark(config, app_name="vidspark-sql-server")
+    spark = build_spark(config, app_name="vidspark-sql-server", read_only=True)
     spark.sparkContext.setLogLevel("WARN")
     spark.conf.set(ROOT_KEY, storage.root(config))
-    jvm = spark.sparkContext._jvm
-    loader = jvm.Thread.currentThread().getContextClassLoader()
-    jvm.java.lang.Class.forName(READ_ONLY_EXTENSION, True, loader) \
-        .getMethod("enable", None).invoke(None, None)
-    spark.conf.set("spark.sql.runSQLOnFiles", "false")
+    registered = {t.name for t in spark.catalog.listTables()}
+    missing = sorted(set(storage.TABLES) - registered)
+    if missing:
+        log.warning("sql-server: no table %s under %s yet (a first nightly run creates them; "
+                    "restart the server afterwards)", ", ".join(missing), storage.root(config))
+    enable_read_only(spark)
     # The first query of each table loads its Delta log and Spark's code paths: done here, so a
     # client's first query is as quick as the next.
-    for name in storage.TABLES:
+    for name in sorted(set(storage.TABLES) & registered):
         spark.sql(f"SELECT count(*) FROM {name}").collect()
-    spark.sql(README_QUERY).collect()
-    jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
-        spark._jsparkSession.sqlContext())
+    if "predictions" in registered:
+        spark.sql(README_QUERY).collect()
+    spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2 \
+        .startWithContext(spark._jsparkSession.sqlContext())
     return spark
 
 
@@ -146,17 +176,17 @@ def query(conn, sql: str) -> tuple[list[str], list[tuple]]:
         rows = cursor.fetchall() if cursor.description else []
     except Exception as exc:
         raise VidsparkError(server_message(exc)) from None
-    columns = [d[0].split(".", 1)[-1] for d in cursor.description or []]
+    columns = [d[0] for d in cursor.description or []]
     return columns, rows
 
 
 def server_message(exc: BaseException) -> str:
     """The useful line of a HiveServer2 error (its errorMessage, without the Java trace)."""
-    status = getattr(getattr(exc, "args", [None])[0], "status", None)
+    status = getattr((getattr(exc, "args", None) or [None])[0], "status", None)
     text = getattr(status, "errorMessage", None) or str(exc)
     for line in text.splitlines():
         line = line.strip()
-        if "read-only" in line:
-            return line[line.index("vidspark sql-server"):] if "vidspark sql-server" in line else line
+        if "vidspark SQL is read-only" in line:
+            return line[line.index("vidspark SQL is read-only"):]
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first.replace("org.apache.hive.service.cli.HiveSQLException: ", "")

@@ -185,8 +185,9 @@ def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str
             raise ConfigError(f"input.{role}_videos must be a local or mounted folder (OpenCV "
                               f"reads files): {folder}")
         base = base.rstrip("/")
+        # a real file keeps its video name before a folder named like a video (reported)
         for f in sorted(list_files(spark, base, config["input"]["extensions"]),
-                        key=lambda f: f["path"]):
+                        key=lambda f: (os.path.isdir(f["path"]), f["path"])):
             name = video_name(f["path"], base)
             prev = found.get(name)
             if prev is None:

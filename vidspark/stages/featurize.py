@@ -164,9 +164,10 @@ def _init_tensorflow(threads: int) -> bool:
         addresses = _gpu_addresses()
         if addresses and "CUDA_VISIBLE_DEVICES" not in os.environ:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
-        import tensorflow as tf
+        with _quiet_native_stderr():      # its C++ start-up notices (oneDNN, absl)
+            import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+            gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, True)
         _DEVICE["gpu"] = bool(gpus)
@@ -224,6 +225,7 @@ def _quiet_native_stderr():
             os.dup2(null.fileno(), 2)
         yield
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
 
@@ -232,8 +234,7 @@ def init_backend(backend: str, threads: int = 0) -> bool:
     """Configure ``backend``'s devices and threads in this process (once); whether it sees a GPU."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    with _quiet_native_stderr():
-        return _init_tensorflow(threads) if backend == "tensorflow" else _init_jax(threads)
+    return _init_tensorflow(threads) if backend == "tensorflow" else _init_jax(threads)
 
 
 def keras_on(backend: str):

@@ -620,10 +620,13 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                     "params": json.dumps(spark_params(best), sort_keys=True),
                     "areaUnderPR": result.metrics["areaUnderPR"],
                     "areaUnderROC": result.metrics["areaUnderROC"], "decision": reason}
-            with contextlib.redirect_stderr(io.StringIO()) as said:   # MLflow prints 2 lines
-                registered = mlflow.register_model(info.model_uri, name,
-                                                   tags={k: str(v) for k, v in tags.items()})
-            log.debug("train: %s", said.getvalue().strip())
+            said = io.StringIO()   # MLflow prints two lines: kept for the debug log
+            try:
+                with contextlib.redirect_stderr(said):
+                    registered = mlflow.register_model(info.model_uri, name,
+                                                       tags={k: str(v) for k, v in tags.items()})
+            finally:
+                log.debug("train: MLflow said: %s", said.getvalue().strip())
             version = int(registered.version)
             mlflow.set_tags({"vidspark.model_version": version, "vidspark.champion": promote,
                              "vidspark.decision": reason, "vidspark.feature_set": best["feature_set"],

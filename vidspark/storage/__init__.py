@@ -62,16 +62,19 @@ def _sql_str(value: str) -> str:
 
 
 def register_tables(spark: SparkSession, config: Mapping, names: Optional[Iterable[str]] = None,
-                    read_only: bool = False) -> None:
+                    read_only: bool = False) -> set:
     """Create missing tables and (re)register every table by name in the session catalog, then
-    the views (``names``: only these tables and views, e.g. ``names_in(query)``).
+    the views (``names``: only these tables and views, e.g. ``names_in(query)``); returns the
+    names registered.
 
     The catalog entry is external (data stays where it is), so re-registering a name against
     another ``storage.root`` never touches data. ``read_only`` (a reader such as ``vidspark
-    sql``): existing Delta tables are registered as they are, nothing is created or migrated.
+    sql`` or the SQL server): existing tables are registered as they are, nothing is created or
+    migrated, and a view is registered when the tables it reads are.
     """
     fmt = _fmt(config)
     wanted = set(TABLES) | set(VIEWS) if names is None else set(names)
+    registered = set()
     for name, schema in TABLES.items():
         if name not in wanted:
             continue
@@ -81,17 +84,25 @@ def register_tables(spark: SparkSession, config: Mapping, names: Optional[Iterab
             if read_only:
                 from delta.tables import DeltaTable
 
-                if DeltaTable.isDeltaTable(spark, path):
-                    spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
-            elif _ensure_delta_table(spark, config, name):
-                spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
+                if not DeltaTable.isDeltaTable(spark, path):
+                    continue
+            elif not _ensure_delta_table(spark, config, name):
+                registered.add(name)       # created and registered in one statement
+                continue
+            spark.sql(f"CREATE TABLE {name} USING delta LOCATION {_sql_str(path)}")
         else:
-            _migrate_vectors(spark, config, name)
+            if read_only and not _exists(spark, path):
+                continue
+            if not read_only:
+                _migrate_vectors(spark, config, name)
             # Partition columns are discovered from the folder layout (video=...).
             spark.catalog.createTable(name, path=path, source="parquet", schema=schema)
+        registered.add(name)
     for name, query in VIEWS.items():
-        if name in wanted:
+        if name in wanted and (names_in(query) or set()) & set(TABLES) <= registered:
             spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+            registered.add(name)
+    return registered
 
 
 def names_in(query: str) -> Optional[set]:
