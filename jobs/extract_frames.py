@@ -4,7 +4,7 @@ Run with spark-submit (the master comes from spark-submit, never from here):
 
     spark-submit jobs/extract_frames.py --config conf/demo.yaml [--set key=value ...]
 """
-from vidspark.cli import job_main
+from vidspark.cli import JOBS, job_main
 
 if __name__ == "__main__":
-    job_main(['extract'], __doc__)
+    job_main(JOBS["extract"][0], __doc__)

@@ -4,7 +4,7 @@ Run with spark-submit (the master comes from spark-submit, never from here):
 
     spark-submit jobs/nightly.py --config conf/demo.yaml [--set key=value ...]
 """
-from vidspark.cli import job_main
+from vidspark.cli import JOBS, job_main
 
 if __name__ == "__main__":
-    job_main(['extract', 'labels', 'featurize', 'train', 'score'], __doc__)
+    job_main(JOBS["nightly"][0], __doc__)

@@ -280,7 +280,8 @@ def sql_server_main(argv=None, prog: str | None = None) -> None:
 
 # ---------------------------------------------------------------- the `vidspark` command
 
-_JOBS = {
+#: The jobs (the `vidspark` commands and jobs/*.py): their stages and what they do.
+JOBS = {
     "nightly": (["extract", "labels", "featurize", "train", "score"],
                 "The nightly job: extract frames from both input folders, import labels, "
                 "featurize, train, score."),
@@ -293,7 +294,7 @@ _JOBS = {
 }
 
 _COMMANDS = {
-    **{name: doc for name, (_, doc) in _JOBS.items()},
+    **{name: doc for name, (_, doc) in JOBS.items()},
     "report": "Write the night's self-contained HTML report.",
     "sql": "Run SQL against the tables (through a running sql-server when there is one).",
     "sql-server": "Serve the tables read-only over JDBC/ODBC (Spark Thrift Server) on localhost.",
@@ -303,7 +304,7 @@ _COMMANDS = {
     "demo-data": "Generate the built-in demo videos and labels.",
 }
 
-_SPARK_COMMANDS = {*_JOBS, "report", "sql", "sql-server", "review", "eval", "bench"}
+_SPARK_COMMANDS = {*JOBS, "report", "sql", "sql-server", "review", "eval", "bench"}
 
 _USAGE = """usage: vidspark [--master URL] [--conf KEY=VALUE ...] COMMAND [ARGS ...]
 
@@ -376,8 +377,8 @@ def main(argv=None) -> None:
     if command in _SPARK_COMMANDS:
         _use_this_spark(options)
     prog = f"vidspark {command}"
-    if command in _JOBS:
-        stages, doc = _JOBS[command]
+    if command in JOBS:
+        stages, doc = JOBS[command]
         job_main(stages, doc, args, prog=prog)
     elif command == "report":
         report_main(args, prog=prog)

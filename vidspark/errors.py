@@ -23,8 +23,6 @@ def one_line(message: str) -> str:
 
 def user_error(exc: BaseException) -> str | None:
     """The one line to print for ``exc`` when it is the user's to fix, else None (a bug)."""
-    if isinstance(exc, VidsparkError):
-        return one_line(str(exc))
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, (VidsparkError, FileNotFoundError)):
         return one_line(str(exc))
     return None

@@ -66,10 +66,6 @@ def preflight(config: Mapping, names) -> None:
             raise ConfigError(f"storage.root: not writable: {root} ({exc.strerror})") from None
 
 
-_HOW_TO_RUN = {"extract": "vidspark extract", "featurize": "vidspark featurize",
-               "train": "vidspark train"}
-
-
 def prerequisites(spark: SparkSession, config: Mapping, first: str) -> None:
     """What a job's first stage needs from earlier jobs; a ``PrerequisiteError`` naming the job to
     run when it is missing (a job that starts with extract needs videos in its folders)."""
@@ -84,7 +80,7 @@ def prerequisites(spark: SparkSession, config: Mapping, first: str) -> None:
         raise PrerequisiteError(
             f"{first}: no {what} stored under {storage.root(config)}: put videos in "
             f"input.{'score' if first == 'score' else 'train'}_videos and run the extract job "
-            f"first ({_HOW_TO_RUN['extract']})")
+            "first (vidspark extract)")
 
 
 def run_stages(spark: SparkSession, config: Mapping, names, recorder=None) -> dict:
