@@ -2,28 +2,51 @@ import os
 
 import pytest
 
-from vidspark.config import ConfigError, load_config, parse_override
+from vidspark.config import ConfigError, TrackingConfig, load_config, parse_override
 from tests.conftest import TEST_CONF
 
 
 def test_defaults_and_environment_file():
     cfg = load_config(TEST_CONF)
-    assert cfg["storage"]["format"] == "delta"
-    assert cfg["train"]["reg_param"] == [0.05]                # from conf/test.yaml
-    assert cfg["train"]["class_weighting"] == [False, True]
-    assert cfg["tracking"] == {"uri": None, "experiment": "vidspark",
-                               "model_name": "vidspark-suspicious"}
-    assert cfg["featurizer"]["batch_size"] == 16          # from conf/test.yaml
-    assert os.path.isabs(cfg["storage"]["root"])           # paths resolved against the cwd
+    assert cfg.storage.format == "delta"
+    assert cfg.train.reg_param == (0.05,)                # from conf/test.yaml
+    assert cfg.train.class_weighting == (False, True)
+    assert cfg.tracking == TrackingConfig(uri=None, experiment="vidspark",
+                                          model_name="vidspark-suspicious")
+    assert cfg.featurizer.batch_size == 16          # from conf/test.yaml
+    assert os.path.isabs(cfg.storage.root)           # paths resolved against the cwd
 
 
 def test_overrides_are_typed():
     cfg = load_config(TEST_CONF, ["train.max_iter=50", "train.reg_param=[0.1, 1]",
                                   "storage.format=parquet", "spark.sql.shuffle.partitions=3"])
-    assert cfg["train"]["max_iter"] == [50]                  # a single value is a one-value grid
-    assert cfg["train"]["reg_param"] == [0.1, 1]
-    assert cfg["storage"]["format"] == "parquet"
-    assert cfg["spark"]["spark.sql.shuffle.partitions"] == 3
+    assert cfg.train.max_iter == (50,)                 # a single value is a one-value grid
+    assert cfg.train.reg_param == (0.1, 1)
+    assert cfg.storage.format == "parquet"
+    assert cfg.spark["spark.sql.shuffle.partitions"] == 3
+
+
+def test_a_config_is_typed_immutable_and_changed_by_validated_copies():
+    import dataclasses
+    import pickle
+
+    cfg = load_config(TEST_CONF)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.folds = 5
+    changed = cfg.replace("train.folds=5", "train.gbt.max_depth=4")
+    assert (changed.train.folds, changed.train.gbt.max_depth, cfg.train.folds) == (5, (4,), 3)
+    assert changed.train.grid("gbt") == {"max_iter": (50,), "max_depth": (4,), "step_size": (0.1,)}
+    with pytest.raises(ConfigError, match="train.folds must be at least 2"):
+        cfg.replace("train.folds=1")
+    with pytest.raises(ConfigError, match="unknown configuration key 'train.nope'"):
+        cfg.replace("train.nope=1")
+    assert pickle.loads(pickle.dumps(cfg)) == cfg          # travels to Spark's Python workers
+    plain = cfg.to_dict()
+    assert plain["train"]["reg_param"] == [0.05] and plain["spark"] == cfg.spark
+    assert set(plain) == {"storage", "input", "extract", "featurizer", "features", "train",
+                          "segments", "tracking", "sql_server", "spark"}
+    spark_only = cfg.with_spark({"spark.ui.enabled": "false"})
+    assert spark_only.spark["spark.ui.enabled"] == "false" and "spark.ui.enabled" not in cfg.spark
 
 
 def test_parse_override_keeps_spark_keys_whole():
@@ -77,7 +100,7 @@ def test_camera_of_a_video():
     from vidspark.config import camera_of
 
     folder = load_config(TEST_CONF)
-    assert folder["input"]["camera"] == "folder" and folder["train"]["group_by"] == "camera"
+    assert folder.input.camera == "folder" and folder.train.group_by == "camera"
     assert camera_of("cam1/2026-11-01/0800", folder) == "cam1"
     assert camera_of("Fight_Chase", folder) == "Fight_Chase"          # a file at the top: itself
     parent = load_config(TEST_CONF, ["input.camera=parent"])

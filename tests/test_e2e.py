@@ -162,7 +162,7 @@ def test_ranking_of_the_score_folder(spark, run, demo_data):
 def test_the_champion_is_tracked_and_scored(spark, run):
     from mlflow import MlflowClient
 
-    root = run["config"]["storage"]["root"]
+    root = run["config"].storage.root
     assert os.path.isfile(os.path.join(root, "mlflow", "mlflow.db"))
     uri = f"sqlite:///{root}/mlflow/mlflow.db"
     client = MlflowClient(uri, registry_uri=uri)

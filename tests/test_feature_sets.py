@@ -113,7 +113,7 @@ def test_camera_grouped_folds_never_share_a_camera(spark, store, tmp_path):
     # A copy of the store, its train clips grouped into cameras by their names (Walk1 and Walk2
     # -> Walk): the extract stage moves the camera of every stored row; some cameras hold only
     # negatives.
-    shutil.copytree(store["config"]["storage"]["root"], tmp_path / "store")
+    shutil.copytree(store["config"].storage.root, tmp_path / "store")
     config = make_config(tmp_path, f"input.train_videos={store['config']['input']['train_videos']}",
                          "input.score_videos=null", f"input.labels={store['config']['input']['labels']}",
                          "input.camera=regex", r"input.camera_regex=^([A-Za-z_]+?)\d+$",

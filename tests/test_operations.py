@@ -124,7 +124,7 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     assert "took over the lock" in log
     assert re.search(rf"\b{total_videos - kept_videos} new videos", log)
     assert f"featurize: {total_frames} frames to featurize" in log
-    assert os.path.exists(os.path.join(crash_config["storage"]["root"], LOCK_NAME))
+    assert os.path.exists(os.path.join(crash_config.storage.root, LOCK_NAME))
     storage.register_tables(spark, crash_config)
     committed = storage.read(spark, crash_config, "features").count()
     # whole chunks only, in order: at least the first chunks - 1, not all

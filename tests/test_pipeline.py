@@ -67,7 +67,7 @@ def test_whole_pipeline_on_parquet_tables(spark, tmp_path, small_demo):
     assert again["featurize"]["featurized"] == 0 and again["score"]["scored"] == 0
     assert {t: storage.read(spark, config, t).count() for t in TABLES_NAMES} == first
     assert spark.sql("SELECT count(*) AS n FROM predictions").first().n == 24
-    assert os.path.isdir(os.path.join(config["storage"]["root"], "tables", "frames", "video=Walk1"))
+    assert os.path.isdir(os.path.join(config.storage.root, "tables", "frames", "video=Walk1"))
 
 
 def test_training_fails_clearly_without_both_classes(spark, tmp_path, small_demo):
@@ -78,9 +78,9 @@ def test_training_fails_clearly_without_both_classes(spark, tmp_path, small_demo
     def train_with_labels(name, text):
         path = tmp_path / name
         path.write_text(text)
-        config["input"]["labels"] = str(path)
-        pipeline.run_stages(spark, config, ["labels"])
-        return train.run(spark, config)
+        labelled = config.replace(f"input.labels={path}")
+        pipeline.run_stages(spark, labelled, ["labels"])
+        return train.run(spark, labelled)
 
     with pytest.raises(train.TrainingError, match="all 2 labelled frames have label 0"):
         train_with_labels("zero.csv", "video,second,label\nWalk1,0,0\nWalk1,1,0\n")

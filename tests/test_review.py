@@ -135,7 +135,7 @@ def test_a_verdict_overrides_the_imported_label_and_the_latest_verdict_wins(spar
 
 def test_review_cli_records_a_verdict_and_lists_segments(spark, scored):
     config = scored["config"]
-    root = config["storage"]["root"]
+    root = config.storage.root
     base = [os.path.join(os.path.dirname(sys.executable), "vidspark"), "review", "--config", os.path.join(ROOT, "conf", "test.yaml"), "--set", f"storage.root={root}"]
     env = dict(os.environ, PYSPARK_SUBMIT_ARGS="--master local[1] pyspark-shell")
     listed = subprocess.run([*base, "--list"], capture_output=True, text=True, env=env, cwd=ROOT)

@@ -49,7 +49,7 @@ def test_tables_survive_reregistration(spark, cfg, tmp_path):
 
     storage.replace_videos(spark, cfg, "frames",
                            spark.createDataFrame([("a", 0, 0.0, "n", b"1", 4, 3, "c")], FRAMES), ["a"])
-    other = make_config(tmp_path / "other", fmt=cfg["storage"]["format"])
+    other = make_config(tmp_path / "other", fmt=cfg.storage.format)
     storage.register_tables(spark, other)            # names now point elsewhere
     assert spark.sql("SELECT count(*) AS n FROM frames").first().n == 0
     storage.register_tables(spark, cfg)              # and back: nothing was lost

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.linalg import Vectors
 
@@ -169,6 +170,9 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     validation = {a.path for a in client.list_artifacts(report["run_id"], "validation")}
     assert {"validation/predictions.csv", "validation/per_video_ap.json"} <= validation
+    recorded = yaml.safe_load(open(client.download_artifacts(report["run_id"], "config.yaml",
+                                                             str(tmp_path))))
+    assert recorded == config.to_dict()      # the whole configuration travels with the model
     # the model: Spark flavour, registered, champion, threshold stored with it
     champion = client.get_model_version_by_alias("vidspark-suspicious", "champion")
     assert int(champion.version) == 1 and champion.run_id == report["run_id"]
@@ -209,8 +213,9 @@ def test_better_data_takes_the_alias_and_corrupted_labels_do_not(spark, featuriz
     client = MlflowClient(tracking.tracking_uri(config), registry_uri=tracking.tracking_uri(config))
 
     def night(labels_file, **train_settings):
-        config["input"]["labels"] = labels_file
-        config["train"].update(train_settings)
+        nonlocal config
+        config = config.replace(f"input.labels={labels_file}",
+                                *(f"train.{k}={list(v)}" for k, v in train_settings.items()))
         return pipeline.run_stages(spark, config, ["labels", "train", "score"])
 
     def champion():
@@ -218,7 +223,7 @@ def test_better_data_takes_the_alias_and_corrupted_labels_do_not(spark, featuriz
 
     # 1. a deliberately useless model (L1 so strong that every coefficient is 0) and no champion:
     #    version 1 takes the alias anyway
-    grid = {k: config["train"][k] for k in ("reg_param", "elastic_net_param")}
+    grid = {k: getattr(config.train, k) for k in ("reg_param", "elastic_net_param")}
     first = night(featurized["labels"], reg_param=[100.0], elastic_net_param=[1.0])
     assert first["train"]["champion"] and first["train"]["decision"] == "no champion yet"
     # 2. the usual grid beats it on its own validation data, takes the alias, re-scores everything

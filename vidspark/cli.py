@@ -144,9 +144,9 @@ def sql_main(argv=None, prog: str | None = None) -> None:
                             "here; the jobs change the tables")
     quick = {"spark.ui.enabled": "false",
              "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
-    config = {**config, "spark": {**quick, **config["spark"],
-                                  **(sqlserver.read_only_settings(config) if checked else {}),
-                                  "spark.databricks.delta.snapshotPartitions": "1"}}
+    config = config.with_spark({**quick, **config.spark,
+                                **(sqlserver.read_only_settings(config) if checked else {}),
+                                "spark.databricks.delta.snapshotPartitions": "1"})
     spark = build_spark(config, app_name="vidspark-sql", tables=storage.names_in(args.query),
                         read_only=True)
     spark.sparkContext.setLogLevel("ERROR")

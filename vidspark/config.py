@@ -1,6 +1,6 @@
 """Configuration: YAML files in ``conf/`` layered on the packaged defaults, plus dotted overrides.
 
-A config is a plain nested ``dict``. ``load_config`` merges, in order:
+``load_config`` merges, in order:
 
 1. ``vidspark/conf/base.yaml`` (shipped with the package, lists every known key),
 2. the environment file given by the user (``conf/demo.yaml``, ``conf/prod.yaml`` ...),
@@ -9,15 +9,19 @@ A config is a plain nested ``dict``. ``load_config`` merges, in order:
 
 Unknown keys are rejected with a message that names the key, so a typo never silently falls back
 to a default. Local paths are made absolute against the current directory, so the driver and
-local executors agree on them.
+local executors agree on them. The merged values are validated once and returned as a typed,
+immutable ``Config`` (one frozen dataclass per section: ``config.train.folds``); a changed copy
+comes from ``config.replace("train.folds=5", ...)``, validated again.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import re
+import typing
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
@@ -195,15 +199,15 @@ MODEL_FAMILIES = {
 }
 
 
-def camera_of(video: str, config: Mapping) -> str:
+def camera_of(video: str, config: "Config") -> str:
     """The camera of a video (its name relative to the input folder, without extension), by
     ``input.camera``: ``folder`` the top-level folder (``cam1`` for ``cam1/2026-11-01/0800``),
     ``parent`` the folder that holds it (``cam1/2026-11-01``), ``regex`` the match of
     ``input.camera_regex`` in the name (its group ``camera``, else group 1, else the whole
     match). A video with no folder, or that the regex does not match, is its own camera."""
-    mode = config["input"]["camera"]
+    mode = config.input.camera
     if mode == "regex":
-        m = re.search(config["input"]["camera_regex"], video)
+        m = re.search(config.input.camera_regex, video)
         if m is None:
             return video
         if "camera" in m.re.groupindex:
@@ -322,7 +326,200 @@ def _validate_train(config: dict) -> None:
             raise ConfigError(f"tracking.{key} must be a non-empty string")
 
 
-def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> dict:
+@dataclass(frozen=True)
+class StorageConfig:
+    root: str
+    format: str
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    train_videos: Optional[str]
+    score_videos: Optional[str]
+    labels: Optional[str]
+    extensions: tuple
+    camera: str
+    camera_regex: Optional[str]
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    jpeg_quality: int
+    max_side: int
+    split_seconds: int
+    chunk_seconds: int
+    seek_margin_seconds: float
+    min_frames: int
+    motion_width: int
+    motion_fps: float
+
+
+@dataclass(frozen=True)
+class FeaturizerConfig:
+    weights: str
+    batch_size: int
+    arrow_batch_rows: int
+    random_seed: int
+    precision: str
+    backend: str
+    threads: int
+    gpu_batch_size: int
+    chunk_frames: int
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    context_seconds: int
+    pca_components: int
+    background_samples: int
+    anomaly_min_seconds: int
+
+
+@dataclass(frozen=True)
+class GbtGrid:
+    max_iter: tuple
+    max_depth: tuple
+    step_size: tuple
+
+
+@dataclass(frozen=True)
+class RandomForestGrid:
+    num_trees: tuple
+    max_depth: tuple
+    min_instances_per_node: tuple
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    group_by: str
+    feature_sets: tuple
+    models: tuple
+    max_iter: tuple            # the logistic regression's grid
+    reg_param: tuple
+    elastic_net_param: tuple
+    class_weighting: tuple
+    gbt: GbtGrid
+    random_forest: RandomForestGrid
+    folds: int
+    parallelism: int
+    seed: int
+    metric: str
+    threshold: str
+    threshold_target: float
+    precision_at_k: int
+    promote: str
+
+    def grid(self, family: str) -> dict:
+        """The grid lists of a model family (``MODEL_FAMILIES``), by key."""
+        section = self if family == "logistic_regression" else getattr(self, family)
+        return {key: getattr(section, key) for key in MODEL_FAMILIES[family]}
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    max_gap_seconds: int
+    min_seconds: int
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: Optional[str]
+    experiment: str
+    model_name: str
+
+
+@dataclass(frozen=True)
+class SqlServerConfig:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration (what ``load_config`` returns). ``spark`` holds Spark's own
+    settings by their full names; ``overrides`` the ``key=value`` strings it was loaded with."""
+    storage: StorageConfig
+    input: InputConfig
+    extract: ExtractConfig
+    featurizer: FeaturizerConfig
+    features: FeaturesConfig
+    train: TrainConfig
+    segments: SegmentsConfig
+    tracking: TrackingConfig
+    sql_server: SqlServerConfig
+    spark: Mapping = field(default_factory=dict)
+    source: Optional[str] = field(default=None, compare=False)
+    overrides: tuple = field(default=(), compare=False)
+
+    def to_dict(self) -> dict:
+        """The plain nested mapping (lists for grids), e.g. to record with a model."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name not in ("source", "overrides"):
+                out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+    def replace(self, *overrides: str) -> "Config":
+        """A copy with ``key=value`` overrides applied on top, validated again."""
+        return _from_dict(_apply(self.to_dict(), overrides), self.source,
+                          self.overrides + tuple(overrides))
+
+    def with_spark(self, settings: Mapping) -> "Config":
+        """A copy with extra Spark settings (``settings`` win over this config's)."""
+        return dataclasses.replace(self, spark={**self.spark, **settings})
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _frozen(value):
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _build(cls, values: Mapping):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            value = _build(kind, value)
+        elif f.name == "spark":
+            value = dict(value)
+        else:
+            value = _frozen(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _from_dict(config: dict, source: Optional[str] = None, overrides: tuple = ()) -> Config:
+    _resolve_paths(config)
+    _validate(config)
+    return dataclasses.replace(_build(Config, config), source=source, overrides=tuple(overrides))
+
+
+def _apply(config: dict, overrides: Iterable[str]) -> dict:
+    for item in overrides:
+        parts, value = parse_override(item)
+        _merge(config, _nest(parts, value))
+    weights = get(config, "featurizer.weights")
+    if isinstance(weights, str) and weights not in ("imagenet", "random") and not _is_uri(weights):
+        _set(config, "featurizer.weights", os.path.abspath(os.path.expanduser(weights)))
+    return config
+
+
+def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load the packaged defaults, the environment file ``path`` and ``key=value`` overrides."""
     config = _base()
     if path:
@@ -336,17 +533,5 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> dict:
         if not isinstance(env, Mapping):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         _merge(config, env)
-    for item in overrides:
-        parts, value = parse_override(item)
-        _merge(config, _nest(parts, value))
-    weights = get(config, "featurizer.weights")
-    if isinstance(weights, str) and weights not in ("imagenet", "random") and not _is_uri(weights):
-        _set(config, "featurizer.weights", os.path.abspath(os.path.expanduser(weights)))
-    _resolve_paths(config)
-    _validate(config)
-    return config
-
-
-def copy_config(config: Mapping) -> dict:
-    """A deep copy, for callers that want to change a config without touching the original."""
-    return copy.deepcopy(dict(config))
+    overrides = tuple(overrides)
+    return _from_dict(_apply(config, overrides), path, overrides)

@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
-from vidspark.config import ConfigError, local_path
+from vidspark.config import Config, ConfigError, local_path
 from vidspark.errors import PrerequisiteError
 from vidspark.stages import extract, featurize, labels, score, train
 
@@ -26,12 +26,12 @@ STAGES: dict[str, Callable] = {
 }
 
 
-def preflight(config: Mapping, names) -> None:
+def preflight(config: Config, names) -> None:
     """Fail before any work, with one line naming the key, when an input the stages need is
     missing or malformed or ``storage.root`` is not writable (a remote labels file or storage
     root is checked when it is used)."""
     if "extract" in names:
-        folders = [(k, config["input"][k]) for k in ("train_videos", "score_videos")]
+        folders = [(k, getattr(config.input, k)) for k in ("train_videos", "score_videos")]
         if not any(path for _, path in folders):
             raise ConfigError("input.train_videos and input.score_videos are both unset")
         for key, path in folders:
@@ -42,7 +42,7 @@ def preflight(config: Mapping, names) -> None:
                                   f"files): {path}")
             if not os.path.isdir(local_path(path)):
                 raise ConfigError(f"input.{key}: folder not found: {path}")
-    labels_path = local_path(config["input"]["labels"] or "")
+    labels_path = local_path(config.input.labels or "")
     if "labels" in names and labels_path:
         if not os.path.isfile(labels_path):
             raise ConfigError(f"input.labels: file not found: {labels_path}")
@@ -54,7 +54,7 @@ def preflight(config: Mapping, names) -> None:
             raise ConfigError(f"input.labels: {exc}") from None
     if list(names)[:1] == ["score"]:
         score.require_champion(config)   # before Spark starts: no model, nothing to do
-    root = local_path(config["storage"]["root"])
+    root = local_path(config.storage.root)
     if root is not None:
         probe = os.path.join(root, ".vidspark-write-test")
         try:
@@ -66,7 +66,7 @@ def preflight(config: Mapping, names) -> None:
             raise ConfigError(f"storage.root: not writable: {root} ({exc.strerror})") from None
 
 
-def prerequisites(spark: SparkSession, config: Mapping, first: str) -> None:
+def prerequisites(spark: SparkSession, config: Config, first: str) -> None:
     """What a job's first stage needs from earlier jobs; a ``PrerequisiteError`` naming the job to
     run when it is missing (a job that starts with extract needs videos in its folders)."""
     if first == "extract":
@@ -83,7 +83,7 @@ def prerequisites(spark: SparkSession, config: Mapping, first: str) -> None:
             "first (vidspark extract)")
 
 
-def run_stages(spark: SparkSession, config: Mapping, names, recorder=None) -> dict:
+def run_stages(spark: SparkSession, config: Config, names, recorder=None) -> dict:
     """Run the named stages in order; returns {stage: report}. With a ``RunRecorder`` each
     stage's start, end, counts or error go to the ``runs`` table."""
     reports = {}
@@ -125,21 +125,21 @@ def one_line(reports: Mapping[str, Mapping]) -> str:
     return ", ".join(parts)
 
 
-def nightly(spark: SparkSession, config: Mapping) -> dict:
+def nightly(spark: SparkSession, config: Config) -> dict:
     """Extract both input folders, import labels, featurize, train and score."""
     return run_stages(spark, config, list(STAGES))
 
 
-def top_predictions(spark: SparkSession, config: Mapping, n: int = 10):
+def top_predictions(spark: SparkSession, config: Config, n: int = 10):
     return (storage.read(spark, config, "predictions")
             .orderBy(F.col("prob_suspicious").desc(), "video", "second")
             .select("video", "second", "frame_name", "prob_suspicious", "prediction")
             .limit(n).collect())
 
 
-def summary(spark: SparkSession, config: Mapping, n: int = 10) -> str:
+def summary(spark: SparkSession, config: Config, n: int = 10) -> str:
     """A short human summary: where the tables are, their sizes, the top ranked frames."""
-    lines = [f"tables under {storage.root(config)}/tables ({config['storage']['format']}):"]
+    lines = [f"tables under {storage.root(config)}/tables ({config.storage.format}):"]
     for name in ("videos", "frames", "motion", "features", "labels", "predictions", "segments",
                  "reviews", "models"):
         lines.append(f"  {name:<12} {storage.read(spark, config, name).count():>7} rows")

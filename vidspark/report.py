@@ -10,14 +10,13 @@ import datetime as dt
 import html
 import logging
 import os
-from typing import Mapping
 
 import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import review, storage
-from vidspark.config import local_path
+from vidspark.config import Config, local_path
 from vidspark.errors import VidsparkError
 from vidspark.media import clips as media
 from vidspark.storage import runs
@@ -76,7 +75,7 @@ def _e(value) -> str:
                        else str(value))
 
 
-def last_run(spark: SparkSession, config: Mapping) -> pd.DataFrame:
+def last_run(spark: SparkSession, config: Config) -> pd.DataFrame:
     """The stages of the latest run that scored (or of the latest run), in order."""
     all_runs = storage.read(spark, config, "runs")
     whole = all_runs.where(F.col("stage") == runs.RUN)
@@ -93,7 +92,7 @@ def last_run(spark: SparkSession, config: Mapping) -> pd.DataFrame:
     return rows
 
 
-def totals(spark: SparkSession, config: Mapping) -> dict:
+def totals(spark: SparkSession, config: Config) -> dict:
     preds = storage.read(spark, config, "predictions")
     p = preds.agg(F.count(F.lit(1)).alias("n"), F.sum("prediction").alias("flagged"),
                   F.countDistinct("video").alias("videos")).first()
@@ -108,7 +107,7 @@ def totals(spark: SparkSession, config: Mapping) -> dict:
             "rejected": reviews.where(F.col("verdict") == "rejected").count()}
 
 
-def champion_row(spark: SparkSession, config: Mapping):
+def champion_row(spark: SparkSession, config: Config):
     return (storage.read(spark, config, "models").where(F.col("champion"))
             .orderBy(F.col("model_version").desc()).first())
 
@@ -145,7 +144,7 @@ def _card(i: int, seg, thumb: bytes | None, timeline_png: bytes, clip_html: str,
 </section>"""
 
 
-def build(spark: SparkSession, config: Mapping, top_n: int = review.DEFAULT_TOP_N,
+def build(spark: SparkSession, config: Config, top_n: int = review.DEFAULT_TOP_N,
           config_hint: str = "<config>") -> str:
     """The report page as one HTML string."""
     segs = review.ranking(spark, config, top_n)
@@ -213,14 +212,14 @@ draws the threshold; clips start {media.CLIP_PAD_SECONDS} s before and end
 """
 
 
-def default_path(config: Mapping) -> str:
+def default_path(config: Config) -> str:
     root = local_path(storage.root(config))
     if root is None:
         raise VidsparkError("storage.root is not a local folder: give the report a path with --out")
     return os.path.join(root, "reports", f"vidspark-report-{dt.date.today():%Y-%m-%d}.html")
 
 
-def write(spark: SparkSession, config: Mapping, out: str | None = None,
+def write(spark: SparkSession, config: Config, out: str | None = None,
           top_n: int = review.DEFAULT_TOP_N, config_hint: str = "<config>") -> str:
     """Build the report and write it to ``out`` (default: ``<storage.root>/reports/
     vidspark-report-<date>.html``, replaced by a re-run the same day); returns the path."""

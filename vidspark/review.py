@@ -20,13 +20,14 @@ import html
 import logging
 import os
 import tempfile
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import storage
+from vidspark.config import Config
 from vidspark.errors import VidsparkError
 from vidspark.media import clips as media
 from vidspark.storage.schemas import REVIEWS
@@ -78,7 +79,7 @@ def review_id(target: str, reviewer: str) -> str:
     return hashlib.sha256(f"{target}|{reviewer}".encode()).hexdigest()[:16]
 
 
-def record(spark: SparkSession, config: Mapping, verdict: str, *, segment_id: str | None = None,
+def record(spark: SparkSession, config: Config, verdict: str, *, segment_id: str | None = None,
            video: str | None = None, second: int | None = None, reviewer: str | None = None,
            note: str | None = None) -> dict:
     """Store a verdict for a segment (``segment_id``) or one second (``video`` and ``second``);
@@ -137,7 +138,7 @@ def _without(schema, name: str):
 
 # --- what to show ---------------------------------------------------------------------------------
 
-def to_review(spark: SparkSession, config: Mapping) -> DataFrame:
+def to_review(spark: SparkSession, config: Config) -> DataFrame:
     """The segments of ``config``'s store still to review, best first: what the SQL view
     ``segments_to_review`` shows (every segment whose latest verdict is not ``rejected``, with
     ``verdict``, ``reviewer`` and ``reviewed_at`` of its latest verdict)."""
@@ -150,7 +151,7 @@ def to_review(spark: SparkSession, config: Mapping) -> DataFrame:
             .orderBy(F.col("peak_prob").desc(), "video", "start_second"))
 
 
-def ranking(spark: SparkSession, config: Mapping, top_n: int | None = DEFAULT_TOP_N) -> pd.DataFrame:
+def ranking(spark: SparkSession, config: Config, top_n: int | None = DEFAULT_TOP_N) -> pd.DataFrame:
     """The top segments to review (``to_review``: rejected ones hidden), with the true label of
     the peak second where one exists (``peak_label``, ``peak_label_source``)."""
     segs = to_review(spark, config)
@@ -170,7 +171,7 @@ def ranking(spark: SparkSession, config: Mapping, top_n: int | None = DEFAULT_TO
     return out
 
 
-def _frames(spark: SparkSession, config: Mapping, keys: Iterable[tuple[str, int]]) -> dict:
+def _frames(spark: SparkSession, config: Config, keys: Iterable[tuple[str, int]]) -> dict:
     keys = sorted(set(keys))
     if not keys:
         return {}
@@ -180,7 +181,7 @@ def _frames(spark: SparkSession, config: Mapping, keys: Iterable[tuple[str, int]
     return {(r.video, r.second): bytes(r.jpeg) for r in rows}
 
 
-def peak_frames(spark: SparkSession, config: Mapping, segments: pd.DataFrame) -> dict:
+def peak_frames(spark: SparkSession, config: Config, segments: pd.DataFrame) -> dict:
     """{segment_id: JPEG bytes of its peak frame}."""
     jpegs = _frames(spark, config, zip(segments.video, segments.peak_second.astype(int)))
     return {r.segment_id: jpegs.get((r.video, int(r.peak_second))) for r in segments.itertuples()}
@@ -190,7 +191,7 @@ def _label_text(value) -> str:
     return "no label" if pd.isna(value) else f"label {int(value)}"
 
 
-def peak_frame_grid(spark: SparkSession, config: Mapping, segments: pd.DataFrame,
+def peak_frame_grid(spark: SparkSession, config: Config, segments: pd.DataFrame,
                     columns: int = 4) -> Picture:
     """The peak frame of every segment, titled with video, seconds, probability and true label."""
     from matplotlib.figure import Figure
@@ -216,7 +217,7 @@ def peak_frame_grid(spark: SparkSession, config: Mapping, segments: pd.DataFrame
     return Picture(fig)
 
 
-def timeline_data(spark: SparkSession, config: Mapping, videos: Sequence[str]) -> dict:
+def timeline_data(spark: SparkSession, config: Config, videos: Sequence[str]) -> dict:
     """{video: (predictions, segments, labels, threshold)} as pandas, for ``timeline_figure``."""
     videos = list(dict.fromkeys(videos))
     if not videos:
@@ -278,7 +279,7 @@ def timeline_figure(video: str, data: tuple, highlight: str | None = None,
     return Picture(fig)
 
 
-def timelines(spark: SparkSession, config: Mapping, segments: pd.DataFrame,
+def timelines(spark: SparkSession, config: Config, segments: pd.DataFrame,
               max_videos: int = MAX_TIMELINES) -> Picture:
     """One timeline per video of ``segments`` (best first, at most ``max_videos``), stacked."""
     from matplotlib.figure import Figure
@@ -297,7 +298,7 @@ def timelines(spark: SparkSession, config: Mapping, segments: pd.DataFrame,
     return Picture(fig)
 
 
-def clip(spark: SparkSession, config: Mapping, segment_id: str) -> media.Clip:
+def clip(spark: SparkSession, config: Config, segment_id: str) -> media.Clip:
     """A playable clip of a segment (padded by ``media.CLIP_PAD_SECONDS``): H.264 MP4 cut from
     the source video, or an animated GIF of the stored frames when that is impossible."""
     seg = (storage.read(spark, config, "segments").where(F.col("segment_id") == segment_id)
@@ -319,7 +320,7 @@ def clip(spark: SparkSession, config: Mapping, segment_id: str) -> media.Clip:
                                  f"stored one-per-second frames ({reason})")
 
 
-def clips(spark: SparkSession, config: Mapping, segments: pd.DataFrame, n: int = 3) -> HTML:
+def clips(spark: SparkSession, config: Config, segments: pd.DataFrame, n: int = 3) -> HTML:
     """Clips of the first ``n`` segments, each under a caption."""
     parts = []
     for seg in segments.head(n).itertuples():
@@ -331,7 +332,7 @@ def clips(spark: SparkSession, config: Mapping, segments: pd.DataFrame, n: int =
     return HTML("".join(parts) or "<p>no segments to review</p>")
 
 
-def record_verdict(spark: SparkSession, config: Mapping, segment_id: str | None,
+def record_verdict(spark: SparkSession, config: Config, segment_id: str | None,
                    verdict: str | None = None, reviewer: str | None = None,
                    note: str | None = None) -> HTML:
     """The notebook's verdict call: with a ``verdict`` it records it; without, it shows how and

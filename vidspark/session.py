@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Mapping
 
 from pyspark.sql import SparkSession
+
+from vidspark.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def _conf_value(value) -> str:
     return str(value)
 
 
-def build_spark(config: Mapping, app_name: str = "vidspark", tables=None,
+def build_spark(config: Config, app_name: str = "vidspark", tables=None,
                 read_only: bool = False) -> SparkSession:
     """Build (or get) the SparkSession for ``config`` and register the vidspark tables by name
     (``tables``, ``read_only``: see ``storage.register_tables``)."""
@@ -163,13 +164,13 @@ def build_spark(config: Mapping, app_name: str = "vidspark", tables=None,
         builder = builder.config(key, value)
     builder = builder.config(
         "spark.sql.execution.arrow.maxRecordsPerBatch",
-        str(config["featurizer"]["arrow_batch_rows"]),
+        str(config.featurizer.arrow_batch_rows),
     )
-    for key, value in config["spark"].items():
+    for key, value in config.spark.items():
         builder = builder.config(key, _conf_value(value))
     spark = builder.getOrCreate()
     log.info("Spark session ready (Spark %s, master %s)", spark.version, spark.sparkContext.master)
-    if config["storage"]["format"] == "delta":
+    if config.storage.format == "delta":
         _check_delta(spark)
     started = time.perf_counter()
     storage.register_tables(spark, config, tables, read_only)

@@ -25,9 +25,9 @@ import signal
 import socket
 import threading
 import time
-from typing import Mapping
 
 from vidspark import storage
+from vidspark.config import Config
 from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ README_QUERY = ("SELECT video, second, frame_name, prob_suspicious FROM predicti
                 "WHERE prediction = 1 ORDER BY prob_suspicious DESC")
 
 
-def read_only_settings(config: Mapping) -> dict[str, str]:
+def read_only_settings(config: Config) -> dict[str, str]:
     """Spark settings of a read-only reader (the server, or ``vidspark sql``'s own Spark): Delta
     and the read-only extension, no SQL on file paths; ``enable_read_only`` then switches the
     check on. A ``VidsparkError`` when the extension was never compiled."""
@@ -73,31 +73,31 @@ def enable_read_only(spark) -> None:
         .getMethod("enable", None).invoke(None, None)
 
 
-def server_settings(config: Mapping) -> dict[str, str]:
+def server_settings(config: Config) -> dict[str, str]:
     """Spark settings of the server application: read-only, single session, the listening
     address."""
-    server = config["sql_server"]
+    server = config.sql_server
     # HiveServer2's session bookkeeping boots an in-memory Derby database, which would leave a
     # derby.log in the working folder.
-    java_options = " ".join(filter(None, [config["spark"].get("spark.driver.extraJavaOptions"),
+    java_options = " ".join(filter(None, [config.spark.get("spark.driver.extraJavaOptions"),
                                           "-Dderby.stream.error.file=/dev/null"]))
     return {
         **read_only_settings(config),
         "spark.driver.extraJavaOptions": java_options,
         "spark.sql.hive.thriftServer.singleSession": "true",
-        "spark.hadoop.hive.server2.thrift.bind.host": str(server["host"]),
-        "spark.hadoop.hive.server2.thrift.port": str(server["port"]),
+        "spark.hadoop.hive.server2.thrift.bind.host": str(server.host),
+        "spark.hadoop.hive.server2.thrift.port": str(server.port),
         "spark.hadoop.hive.server2.transport.mode": "binary",
         "spark.ui.enabled": "false",
     }
 
 
-def start(config: Mapping):
+def start(config: Config):
     """Build the server's Spark session, register the existing tables and views (creating or
     changing nothing), make it read-only and start the Thrift server; returns the session."""
     from vidspark.session import build_spark
 
-    config = {**config, "spark": {**config["spark"], **server_settings(config)}}
+    config = config.with_spark(server_settings(config))
     spark = build_spark(config, app_name="vidspark-sql-server", read_only=True)
     spark.sparkContext.setLogLevel("WARN")
     spark.conf.set(ROOT_KEY, storage.root(config))
@@ -118,11 +118,11 @@ def start(config: Mapping):
     return spark
 
 
-def serve(config: Mapping) -> None:
+def serve(config: Config) -> None:
     """Start the server and keep it until SIGINT or SIGTERM."""
     started = time.perf_counter()
     spark = start(config)
-    host, port = config["sql_server"]["host"], config["sql_server"]["port"]
+    host, port = config.sql_server.host, config.sql_server.port
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -142,10 +142,10 @@ def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-def connect(config: Mapping):
+def connect(config: Config):
     """A DB-API connection to a running server of this ``storage.root``, or None when none
     answers (or it serves another store)."""
-    host, port = config["sql_server"]["host"], int(config["sql_server"]["port"])
+    host, port = config.sql_server.host, int(config.sql_server.port)
     if not _answers(host, port):
         return None
     from pyhive import hive

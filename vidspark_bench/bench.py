@@ -220,8 +220,8 @@ def _motion_settings() -> tuple:
     """The packaged defaults' (extract.motion_width, extract.motion_fps)."""
     from vidspark.config import load_config
 
-    ex = load_config()["extract"]
-    return int(ex["motion_width"]), float(ex["motion_fps"])
+    ex = load_config().extract
+    return int(ex.motion_width), float(ex.motion_fps)
 
 
 def _with_and_without_motion(paths, reps: int, quality: int, max_side: int) -> dict:
@@ -674,7 +674,7 @@ def bench_camera_pipeline(data_dir: str, weights: str, seconds: int, clips: int,
     spark = build_spark(config, app_name="vidspark-bench-camera")
     cores = spark.sparkContext.defaultParallelism
     pipeline.nightly(spark, config)                     # the model that scores the footage
-    out = {"cores": cores, "precision": config["featurizer"]["precision"]}
+    out = {"cores": cores, "precision": config.featurizer.precision}
     for res, paths in camera_clips(data_dir, seconds, clips).items():
         for path in paths:
             target = os.path.join(incoming, os.path.basename(os.path.dirname(path)),
@@ -845,7 +845,7 @@ def bench_camera(data_dir: str, weights: str, seconds: int, clips: int, batch_si
     camera_clips(data_dir, seconds, clips)
     from vidspark.config import load_config
 
-    precision = load_config(os.path.join(ROOT, "conf", "demo.yaml"))["featurizer"]["precision"]
+    precision = load_config(os.path.join(ROOT, "conf", "demo.yaml")).featurizer.precision
     _say("camera scale: decode-only and model-only bounds, one core")
     bounds = _child(["camera_bounds", {"data_dir": data_dir, "weights": weights,
                                        "seconds": seconds, "clips": clips,

@@ -30,10 +30,12 @@ import logging
 import os
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
+
+from vidspark.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "fights")
@@ -67,7 +69,7 @@ DEFAULT = "the configuration (what the nightly job runs)"
 
 
 def eval_config(data: str, store: str, weights: str, config_file: Optional[str],
-                overrides=()) -> dict:
+                overrides=()) -> Config:
     from vidspark.config import load_config
 
     return load_config(config_file, [
@@ -111,7 +113,7 @@ def figures(labels, probs, k: int = TOP_K) -> dict:
             "positives": int(labels.sum())}
 
 
-def nested_cv(spark, data, config: Mapping, outer_folds: int) -> tuple[pd.DataFrame, list]:
+def nested_cv(spark, data, config: Config, outer_folds: int) -> tuple[pd.DataFrame, list]:
     """Held-out predictions of the train stage's procedure (sweep + refit of the best) for every
     labelled second, with outer folds by camera. Returns (video, camera, second, label, fold,
     prob) and the candidate chosen in each outer fold."""
@@ -122,7 +124,7 @@ def nested_cv(spark, data, config: Mapping, outer_folds: int) -> tuple[pd.DataFr
     per_camera = (data.groupBy(F.col("camera").alias("group"))
                   .agg(F.sum("label").alias("positives"),
                        F.sum(1 - F.col("label")).alias("negatives")).toPandas())
-    outer = train.assign_folds(per_camera, outer_folds, int(config["train"]["seed"]), "camera")
+    outer = train.assign_folds(per_camera, outer_folds, int(config.train.seed), "camera")
     fold_df = spark.createDataFrame(list(outer.items()), "camera string, outer int")
     data = data.join(F.broadcast(fold_df), "camera").cache()
     parts, chosen = [], []
@@ -190,7 +192,7 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
     results = {"generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "data": shown_path(data), "cameras": n_cameras,
                "videos": everything.select("video").distinct().count(),
-               "outer_folds": folds, "inner_folds": int(config["train"]["folds"]),
+               "outer_folds": folds, "inner_folds": int(config.train.folds),
                "weights": weights_id, "motion_version": motion.configured_identity(config),
                "machine": machine(), "rows": []}
     anomaly = everything.select("video", "camera", "second", "label",
@@ -204,12 +206,12 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
         row_config = eval_config(data, store, weights, config_file,
                                  ([f"train.feature_sets={json.dumps(sets)}"] if sets else [])
                                  + overrides)
-        groups = feature_sets.union_groups(row_config["train"]["feature_sets"])
+        groups = feature_sets.union_groups(row_config.train.feature_sets)
         subset = everything.select("video", "second", "camera", *groups, "anomaly_score",
                                    "label", "source")
         log.info("eval: %s: %d candidates per sweep", label, len(train.candidates(row_config)))
         oof, chosen = nested_cv(spark, subset, row_config, folds)
-        results["rows"].append(_row_result(label, row_config["train"]["feature_sets"], oof,
+        results["rows"].append(_row_result(label, row_config.train.feature_sets, oof,
                                            chosen, time.perf_counter() - t0))
         r = results["rows"][-1]
         log.info("eval: %s: AP %.3f, ROC AUC %.3f (%.0f s)", label, r["ap"], r["roc_auc"],
@@ -221,14 +223,14 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
     return results
 
 
-def _log_mlflow(config: Mapping, results: dict) -> None:
+def _log_mlflow(config: Config, results: dict) -> None:
     """One MLflow run in the eval store: metrics of every row, its PR curve, its predictions."""
     import mlflow
 
     from vidspark.stages import evaluation
     from vidspark.storage import tracking
 
-    tracking.setup(dict(config, tracking=dict(config["tracking"], experiment=EXPERIMENT)))
+    tracking.setup(config.replace(f"tracking.experiment={EXPERIMENT}"))
     with mlflow.start_run(run_name="camera-grouped-eval"):
         mlflow.log_params({"data": results["data"], "cameras": results["cameras"],
                            "outer_folds": results["outer_folds"],

@@ -76,7 +76,7 @@ def identity(width: int, fps: float) -> str:
 
 def configured_identity(config) -> str:
     """``identity`` of a config's ``extract.motion_width`` and ``extract.motion_fps``."""
-    return identity(int(config["extract"]["motion_width"]), float(config["extract"]["motion_fps"]))
+    return identity(int(config.extract.motion_width), float(config.extract.motion_fps))
 
 
 def small_gray(bgr: np.ndarray, width: int) -> np.ndarray:

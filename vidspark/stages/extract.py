@@ -16,7 +16,7 @@ import logging
 import os
 import resource
 import time
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Optional
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage
-from vidspark.config import camera_of, ConfigError, local_path
+from vidspark.config import Config, camera_of, ConfigError, local_path
 from vidspark.errors import PrerequisiteError
 from vidspark.media import motion as M, video as V
 from vidspark.storage.schemas import TABLES
@@ -164,7 +164,7 @@ def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
     return [f for f in files if f]
 
 
-def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str], list[str]]:
+def discover(spark: SparkSession, config: Config) -> tuple[list[dict], list[str], list[str]]:
     """List video files under the train and score folders.
 
     Returns (candidates, roles listed, problems). A file present in both folders (same path) is
@@ -176,7 +176,7 @@ def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str
     problems: list[str] = []
     listed: list[str] = []
     for role in ("train", "score"):
-        folder = config["input"][f"{role}_videos"]
+        folder = getattr(config.input, f"{role}_videos")
         if not folder:
             continue
         listed.append(role)
@@ -186,7 +186,7 @@ def discover(spark: SparkSession, config: Mapping) -> tuple[list[dict], list[str
                               f"reads files): {folder}")
         base = base.rstrip("/")
         # a real file keeps its video name before a folder named like a video (reported)
-        for f in sorted(list_files(spark, base, config["input"]["extensions"]),
+        for f in sorted(list_files(spark, base, config.input.extensions),
                         key=lambda f: (os.path.isdir(f["path"]), f["path"])):
             name = video_name(f["path"], base)
             prev = found.get(name)
@@ -323,7 +323,7 @@ def _none_if_nan(value):
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
+def run(spark: SparkSession, config: Config) -> dict:
     """Bring ``videos``, ``frames`` and ``motion`` up to date with the input folders.
 
     A file is new when its content hash is unseen. A file whose path, size and modification
@@ -336,11 +336,11 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     candidates, listed, problems = discover(spark, config)
     known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
     if not candidates and not known:
-        folders = " or ".join(f"input.{role}_videos ({config['input'][f'{role}_videos']})"
+        folders = " or ".join(f"input.{role}_videos ({getattr(config.input, role + '_videos')})"
                               for role in listed)
         raise PrerequisiteError(
             f"extract: no video files in {folders} and none stored: copy videos (extensions "
-            f"{', '.join(config['input']['extensions'])}) there, or point the keys at them")
+            f"{', '.join(config.input.extensions)}) there, or point the keys at them")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     same_stat = [c for c in candidates if _same_file(known.get(c["video"]), c)]
     unchanged_ids = {c["video"] for c in same_stat}
@@ -365,7 +365,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     # so the next run skips them) and decodes the rest.
     video_rows = [_quarantine_row(r, r["error"], now) for r in todo if r["error"]]
     _commit(spark, config, video_rows, known)
-    chunks = plan_chunks([r for r in todo if not r["error"]], int(config["extract"]["chunk_seconds"]))
+    chunks = plan_chunks([r for r in todo if not r["error"]], int(config.extract.chunk_seconds))
     started = time.perf_counter()
     for i, chunk in enumerate(chunks):
         rows = _decode(spark, config, chunk, now)
@@ -420,7 +420,7 @@ def plan_chunks(videos: list[dict], chunk_seconds: int) -> list[list[dict]]:
     return chunks + ([current] if current else [])
 
 
-def _commit(spark: SparkSession, config: Mapping, rows: list[dict], known: dict,
+def _commit(spark: SparkSession, config: Config, rows: list[dict], known: dict,
             new_content: bool = True) -> None:
     """Write ``videos`` rows, last (after their frames and motion). Rows of ``new_content`` (a
     decoded or quarantined file) replace what a stored video of the same id had: its features,
@@ -466,11 +466,11 @@ def _ranges(decodable: list[dict], split_seconds: int) -> list[tuple]:
                 (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0, split_seconds)]
 
 
-def _decoder(config: Mapping, frames: bool = True):
-    ex = config["extract"]
-    return _decode_partitions_fn(int(ex["jpeg_quality"]), float(ex["seek_margin_seconds"]),
-                                 int(ex["max_side"]), int(ex["motion_width"]),
-                                 float(ex["motion_fps"]), frames)
+def _decoder(config: Config, frames: bool = True):
+    ex = config.extract
+    return _decode_partitions_fn(int(ex.jpeg_quality), float(ex.seek_margin_seconds),
+                                 int(ex.max_side), int(ex.motion_width),
+                                 float(ex.motion_fps), frames)
 
 
 def _motion_rows(decoded, version: str):
@@ -478,13 +478,13 @@ def _motion_rows(decoded, version: str):
                           F.lit(version).alias("motion_version"))
 
 
-def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) -> list[dict]:
+def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> list[dict]:
     """Decode the videos (one task per time range), write their frames and motion, return their
     ``videos`` rows (``ok``, or ``quarantined`` when too little could be decoded)."""
     if not decodable:
         return []
-    ex = config["extract"]
-    ranges = _ranges(decodable, int(ex["split_seconds"]))
+    ex = config.extract
+    ranges = _ranges(decodable, int(ex.split_seconds))
     decoded = (spark.createDataFrame(ranges, _RANGES).repartition(len(ranges))
                .mapInPandas(_decoder(config), _DECODED)
                .persist(StorageLevel.MEMORY_AND_DISK))
@@ -494,7 +494,7 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
         frames = decoded.where(F.col("kind") == "frame")
         counts = {r.video: r["count"] for r in frames.groupBy("video").count().collect()}
         rows = [_video_row(r, summary[r["video"]], counts.get(r["video"], 0),
-                           int(ex["min_frames"]), now) for r in decodable]
+                           int(ex.min_frames), now) for r in decodable]
         ok = [v["video"] for v in rows if v["status"] == OK]
         # Frames and motion first, then (by the caller) the `videos` row: a crash in between
         # leaves the hash unseen, so the next run redoes the video and replaces its rows, never
@@ -508,7 +508,7 @@ def _decode(spark: SparkSession, config: Mapping, decodable: list[dict], now) ->
     return rows
 
 
-def _backfill_motion(spark: SparkSession, config: Mapping, present: set) -> int:
+def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
     """Measure the motion of stored ``ok`` videos that have none under the current settings
     (decoding again, without re-encoding frames); returns how many videos were measured."""
     version = M.configured_identity(config)
@@ -531,7 +531,7 @@ def _backfill_motion(spark: SparkSession, config: Mapping, present: set) -> int:
               if first.get(r["video"]) is not None]
     if not videos:
         return 0
-    ranges = _ranges(videos, int(config["extract"]["split_seconds"]))
+    ranges = _ranges(videos, int(config.extract.split_seconds))
     decoded = (spark.createDataFrame(ranges, _RANGES).repartition(max(1, len(ranges)))
                .mapInPandas(_decoder(config, frames=False), _DECODED)
                .where(F.col("kind") == "frame"))

@@ -32,7 +32,7 @@ the weights identity; a model records both (``feature_set``, ``motion_version``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage
-from vidspark.config import FEATURE_GROUPS, parse_feature_set
+from vidspark.config import Config, FEATURE_GROUPS, parse_feature_set
 from vidspark.media import motion as M
 
 N_MOTION = M.N_FEATURES
@@ -95,13 +95,13 @@ def feature_names(group: str) -> list:
 
 # --- inputs -------------------------------------------------------------------------------
 
-def motion_rows(spark: SparkSession, config: Mapping) -> DataFrame:
+def motion_rows(spark: SparkSession, config: Config) -> DataFrame:
     """The ``motion`` rows of the current motion settings."""
     return (storage.read(spark, config, "motion")
             .where(F.col("motion_version") == M.configured_identity(config)))
 
 
-def _camera_rows(spark: SparkSession, config: Mapping, videos: Optional[DataFrame]) -> DataFrame:
+def _camera_rows(spark: SparkSession, config: Config, videos: Optional[DataFrame]) -> DataFrame:
     """Motion rows of every video of the cameras of ``videos`` (all when None): the history
     that backgrounds and anomaly statistics are computed from."""
     rows = motion_rows(spark, config).select("video", "second", "camera", "motion", "thumb")
@@ -225,7 +225,7 @@ def _with_embedding_change(df: DataFrame) -> DataFrame:
 
 # --- the assembly ----------------------------------------------------------------------------
 
-def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[str] = None,
+def assemble(spark: SparkSession, config: Config, groups, *, weights: Optional[str] = None,
              videos: Optional[DataFrame] = None, anomaly_score: bool = True) -> DataFrame:
     """(video, second, camera, one vector column per group of ``groups``, anomaly_score) for every
     second of ``videos`` (a DataFrame with a ``video`` column; all videos when None) that has the
@@ -236,7 +236,7 @@ def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[
     ``anomaly_score=False`` leaves the column null unless the ``anomaly`` group needs it (the
     camera statistics behind it are the costly part: training a model without that group needs
     neither them nor, without ``change``, the camera backgrounds)."""
-    f = config["features"]
+    f = config.features
     groups = tuple(groups)
     history = _camera_rows(spark, config, videos)
     rows = history if videos is None else history.join(videos.select("video"), "video", "left_semi")
@@ -248,14 +248,14 @@ def assemble(spark: SparkSession, config: Mapping, groups, *, weights: Optional[
         rows = rows.join(emb, ["video", "second"], "inner")
     anomaly = anomaly_score or "anomaly" in groups
     if anomaly or "change" in groups:
-        background = backgrounds(history, int(f["background_samples"])).localCheckpoint()
+        background = backgrounds(history, int(f.background_samples)).localCheckpoint()
         rows = with_background(rows, background)
     if anomaly:
         rows = anomaly_scores(rows, with_background(history, background),
-                              int(f["anomaly_min_seconds"]))
+                              int(f.anomaly_min_seconds))
     else:
         rows = rows.withColumn("anomaly_score", F.lit(None).cast("double"))
-    context = int(f["context_seconds"])
+    context = int(f.context_seconds)
     columns = []
     if "motion" in groups:
         rows = _with_context(rows, "motion", N_MOTION, context, "motion_vector")

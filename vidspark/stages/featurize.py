@@ -42,7 +42,7 @@ import logging
 import os
 import sys
 import time
-from typing import Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from vidspark import storage
-from vidspark.config import BACKENDS, PRECISIONS
+from vidspark.config import Config, BACKENDS, PRECISIONS
 from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
@@ -81,15 +81,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights(config: Mapping) -> tuple[str, str]:
+def resolve_weights(config: Config) -> tuple[str, str]:
     """Check ``featurizer.weights`` on the driver and return (what workers load, identity).
 
     ``imagenet`` is fetched here through Keras' cache, so a machine without internet access fails
     before any Spark work with a message that says what to do instead.
     """
-    spec = config["featurizer"]["weights"]
+    spec = config.featurizer.weights
     if spec == "random":
-        seed = int(config["featurizer"]["random_seed"])
+        seed = int(config.featurizer.random_seed)
         log.warning("featurizer.weights is 'random': features carry no ImageNet knowledge "
                     "(smoke runs only)")
         return "random", f"random:seed={seed}"
@@ -426,13 +426,13 @@ def executor_supports_bfloat16(spark: SparkSession,
     return _PROBED[app]
 
 
-def resolve_precision(spark: SparkSession, config: Mapping) -> str:
+def resolve_precision(spark: SparkSession, config: Config) -> str:
     """The precision the model runs at: ``featurizer.precision``, with ``bfloat16`` falling back
     to ``float32`` (and a warning) when an executor has no bfloat16 hardware."""
-    wanted = config["featurizer"]["precision"]
+    wanted = config.featurizer.precision
     if wanted != "bfloat16":
         return wanted
-    ok, found = executor_supports_bfloat16(spark, config["featurizer"]["backend"])
+    ok, found = executor_supports_bfloat16(spark, config.featurizer.backend)
     if ok:
         log.info("featurize: bfloat16 precision (%s)", found)
         return "bfloat16"
@@ -447,7 +447,7 @@ def feature_identity(weights_identity: str, precision: str) -> str:
     return weights_identity if precision == "float32" else f"{weights_identity}+{precision}"
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
+def run(spark: SparkSession, config: Config) -> dict:
     """Compute features for frames that have none under the current weights."""
     weights, identity = resolve_weights(config)
     precision = resolve_precision(spark, config)
@@ -461,19 +461,19 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             .join(done, ["video", "second"], "left_anti")
             .select("video", "second", "jpeg", "camera"))
     total = frames.count()
-    chunk_frames = int(config["featurizer"]["chunk_frames"])
+    chunk_frames = int(config.featurizer.chunk_frames)
     keys, chunks = plan_chunks(todo, chunk_frames)
     n = sum(c["frames"] for c in chunks)
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
                 "featurized": 0, "weights": identity, "precision": precision,
-                "backend": config["featurizer"]["backend"], "chunks": 0}
-    fz = config["featurizer"]
-    backend = fz["backend"]
+                "backend": config.featurizer.backend, "chunks": 0}
+    fz = config.featurizer
+    backend = fz.backend
     log.info("featurize: %d frames to featurize with %s on %s, in %d chunk(s) of at most %d "
              "frames", n, identity, backend, len(chunks), chunk_frames)
-    batch_size = int(fz["batch_size"])
+    batch_size = int(fz.batch_size)
     parallelism = spark.sparkContext.defaultParallelism
     partitions = 0
     done_frames, started = 0, time.perf_counter()
@@ -488,9 +488,9 @@ def run(spark: SparkSession, config: Mapping) -> dict:
                       "left_semi"))
         feats = with_features(part.repartition(partitions), weights=weights,
                               identity=identity, batch_size=batch_size,
-                              seed=int(fz["random_seed"]), precision=precision,
-                              threads=int(fz["threads"]),
-                              gpu_batch_size=int(fz["gpu_batch_size"]), backend=backend)
+                              seed=int(fz.random_seed), precision=precision,
+                              threads=int(fz.threads),
+                              gpu_batch_size=int(fz.gpu_batch_size), backend=backend)
         # Materialise once: MERGE may read its source more than once, and the model is the cost.
         feats = feats.localCheckpoint(eager=True)
         # Each chunk is its own commit: a job killed later keeps it, and the next run's

@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from typing import Mapping
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import storage
-from vidspark.config import local_path
+from vidspark.config import Config, local_path
 from vidspark.errors import VidsparkError
 from vidspark.storage.schemas import LABELS, REVIEW_SOURCE
 
@@ -141,7 +140,7 @@ def fingerprint(spark: SparkSession, path: str, frames: DataFrame) -> str:
     return f"{digest[:16]}:{keys.n}:{keys.x or 0}"
 
 
-def _last_fingerprint(spark: SparkSession, config: Mapping):
+def _last_fingerprint(spark: SparkSession, config: Config):
     row = (storage.read(spark, config, "runs")
            .where((F.col("stage") == "labels") & (F.col("status") == "succeeded"))
            .orderBy(F.col("ended_at").desc())
@@ -173,14 +172,14 @@ def verdicts_fingerprint(reviews: DataFrame) -> str:
     return f"{r.n}:{r.x or 0}"
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
+def run(spark: SparkSession, config: Config) -> dict:
     """Replace the ``labels`` table with the validated contents of ``input.labels`` overlaid with
     the reviewers' verdicts (``verdict_labels``: a verdict overrides the imported
     label of the same second). Skipped when the file, the frames and the verdicts are unchanged
     since the last successful import. Without ``input.labels`` the imported labels already in the
     table are kept and only the verdicts are applied again."""
 
-    path = config["input"]["labels"]
+    path = config.input.labels
     reviews = storage.read(spark, config, "reviews")
     reviews_fp = verdicts_fingerprint(reviews)
     if not path and reviews_fp == "0:0":

@@ -9,13 +9,13 @@ second shows than is usual for its own camera (``vidspark.stages.feature_sets``)
 from __future__ import annotations
 
 import logging
-from typing import Mapping
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
+from vidspark.config import Config
 from vidspark.errors import PrerequisiteError
 from vidspark.media import motion
 from vidspark.stages import feature_sets, segments
@@ -42,7 +42,7 @@ def with_predictions(features: DataFrame, model, model_id: str, version: int,
                     "camera", F.lit(feature_set).alias("feature_set"), "anomaly_score"))
 
 
-def require_champion(config: Mapping):
+def require_champion(config: Config):
     """The champion model version; NoChampionError naming what to do when there is none."""
     champion = tracking.champion(config)
     if champion is None:
@@ -53,7 +53,7 @@ def require_champion(config: Mapping):
     return champion
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
+def run(spark: SparkSession, config: Config) -> dict:
     """Score the seconds of score videos that have no prediction from the champion version."""
     name = tracking.model_name(config)
     champion = require_champion(config)

@@ -8,12 +8,13 @@ them is at most ``segments.max_gap_seconds`` unflagged seconds; segments shorter
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from vidspark import storage
+from vidspark.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,14 @@ def merge(flagged: DataFrame, max_gap: int, min_seconds: int) -> DataFrame:
         F.current_timestamp().alias("computed_at"))
 
 
-def refresh(spark: SparkSession, config: Mapping, videos: Sequence[str]) -> int:
+def refresh(spark: SparkSession, config: Config, videos: Sequence[str]) -> int:
     """Recompute the segments of ``videos`` from their predictions; returns how many there are."""
     if not videos:
         return 0
-    s = config["segments"]
+    s = config.segments
     flagged = (storage.read(spark, config, "predictions")
                .where(F.col("video").isin(list(videos)) & (F.col("prediction") == 1)))
-    found = merge(flagged, s["max_gap_seconds"], s["min_seconds"]).localCheckpoint()
+    found = merge(flagged, s.max_gap_seconds, s.min_seconds).localCheckpoint()
     storage.replace_videos(spark, config, "segments", found, videos)
     n = found.count()
     log.info("segments: %d segments in %d re-scored videos", n, len(videos))

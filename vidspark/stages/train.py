@@ -39,7 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
-from vidspark.config import MODEL_FAMILIES
+from vidspark.config import Config, MODEL_FAMILIES
 from vidspark.errors import VidsparkError
 from vidspark.media import motion
 from vidspark.stages import evaluation, feature_sets
@@ -72,7 +72,7 @@ def labelled_keys(labels: DataFrame, videos: DataFrame) -> DataFrame:
             .select("video", "second", "label", "source"))
 
 
-def embedding_weights(spark: SparkSession, config: Mapping, keys: DataFrame) -> str:
+def embedding_weights(spark: SparkSession, config: Config, keys: DataFrame) -> str:
     """The one weights identity of the embeddings of the labelled seconds ``keys``."""
     found = sorted(r.weights for r in storage.read(spark, config, "features")
                    .join(keys.select("video", "second"), ["video", "second"], "left_semi")
@@ -82,12 +82,12 @@ def embedding_weights(spark: SparkSession, config: Mapping, keys: DataFrame) -> 
                             f"({', '.join(found)}); featurize them with one")
     if not found:
         raise TrainingError("no labelled frame has InceptionV3 features, which the feature sets "
-                            f"{', '.join(config['train']['feature_sets'])} need: run the "
+                            f"{', '.join(config.train.feature_sets)} need: run the "
                             "featurize stage")
     return found[0]
 
 
-def training_set(spark: SparkSession, config: Mapping, groups, weights: Optional[str] = None,
+def training_set(spark: SparkSession, config: Config, groups, weights: Optional[str] = None,
                  keys: Optional[DataFrame] = None, anomaly_score: bool = True) -> DataFrame:
     """Labelled seconds with their feature groups: (video, second, camera, a vector column per
     group, anomaly_score (null with ``anomaly_score=False``, unless a group needs it), label as
@@ -144,16 +144,16 @@ def assign_folds(per_group: pd.DataFrame, folds: int, seed: int, unit: str = "vi
     return assignment
 
 
-def candidates(config: Mapping) -> list[dict]:
+def candidates(config: Config) -> list[dict]:
     """Every feature set x every combination of each model family's grid lists (stable order):
     ``{"feature_set": ..., "model": family, <grid key>: value, ...}``."""
-    t = config["train"]
+    t = config.train
     out = []
-    for name in t["feature_sets"]:
-        for family in t["models"]:
+    for name in t.feature_sets:
+        for family in t.models:
             keys = MODEL_FAMILIES[family]
-            section = t if family == "logistic_regression" else t[family]
-            for combo in itertools.product(*(section[k] for k in keys)):
+            grid = t.grid(family)
+            for combo in itertools.product(*(grid[k] for k in keys)):
                 out.append({"feature_set": name, "model": family, **dict(zip(keys, combo))})
     return out
 
@@ -176,12 +176,12 @@ def _classifier(candidate: Mapping, seed: int):
                                   seed=seed)
 
 
-def stages(candidate: Mapping, config: Mapping) -> list:
+def stages(candidate: Mapping, config: Config) -> list:
     """The Spark ML stages of a candidate: PCA of the embedding (``appearance``), one assembled
     ``features`` vector of its groups, its classifier."""
     groups = feature_sets.feature_set(candidate["feature_set"]).groups
     out, inputs = [], []
-    k = int(config["features"]["pca_components"])
+    k = int(config.features.pca_components)
     for group in groups:
         if group == "appearance" and k:
             out.append(PCA(k=k, inputCol="appearance", outputCol="appearance_pca"))
@@ -189,11 +189,11 @@ def stages(candidate: Mapping, config: Mapping) -> list:
         else:
             inputs.append(group)
     out.append(VectorAssembler(inputCols=inputs, outputCol="features"))
-    out.append(_classifier(candidate, int(config["train"]["seed"])))
+    out.append(_classifier(candidate, int(config.train.seed)))
     return out
 
 
-def pipeline(candidate: Mapping, config: Mapping) -> Pipeline:
+def pipeline(candidate: Mapping, config: Config) -> Pipeline:
     return Pipeline(stages=stages(candidate, config))
 
 
@@ -221,8 +221,8 @@ def with_probability(df: DataFrame) -> DataFrame:
     return df.withColumn("prob", vector_to_array("probability")[1])
 
 
-def group_column(config: Mapping) -> str:
-    return config["train"]["group_by"]
+def group_column(config: Config) -> str:
+    return config.train.group_by
 
 
 # --- fingerprint -----------------------------------------------------------------------------
@@ -241,12 +241,13 @@ def summarize(data: DataFrame) -> dict:
     return {k: (row[k] or 0) for k in row.asDict()}
 
 
-def fingerprint(data: DataFrame, config: Mapping, inputs: Mapping,
+def fingerprint(data: DataFrame, config: Config, inputs: Mapping,
                 summary: Optional[dict] = None) -> str:
     """Identifies the labelled training rows (keys, labels), the identities of their features
     (``inputs``: weights, motion version) and the train and feature settings."""
     summary = summary if summary is not None else summarize(data)
-    settings = json.dumps({"train": dict(config["train"]), "features": dict(config["features"]),
+    plain = config.to_dict()
+    settings = json.dumps({"train": plain["train"], "features": plain["features"],
                            "inputs": dict(inputs), "model": tracking.model_name(config)},
                           sort_keys=True)
     return (f"n={summary['rows']}:h={summary['hash']}:"
@@ -299,14 +300,14 @@ def _out_of_fold(dataset: DataFrame, sub_models, folds: int, n_candidates: int) 
     return union.toPandas()
 
 
-def folds_of(spark: SparkSession, data: DataFrame, config: Mapping) -> dict:
+def folds_of(spark: SparkSession, data: DataFrame, config: Config) -> dict:
     """{group: fold} of the labelled ``data`` (see ``assign_folds``)."""
-    t = config["train"]
+    t = config.train
     unit = group_column(config)
     per_group = (data.groupBy(F.col(unit).alias("group"))
                  .agg(F.sum("label").alias("positives"), F.sum(1 - F.col("label")).alias("negatives"))
                  .toPandas())
-    return assign_folds(per_group, t["folds"], t["seed"], unit)
+    return assign_folds(per_group, t.folds, t.seed, unit)
 
 
 def fit_all(spark: SparkSession, jobs: list, parallelism: int) -> list:
@@ -331,7 +332,7 @@ def _partitions(spark: SparkSession, n_rows: int) -> int:
     return max(1, min(spark.sparkContext.defaultParallelism, n_rows // ROWS_PER_PARTITION))
 
 
-def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
+def cross_validate(spark: SparkSession, data: DataFrame, config: Config,
                    grid: Optional[list] = None) -> Validation:
     """Grouped k-fold cross-validation of every candidate (``grid``, by default
     ``candidates(config)``); ``data`` is ``training_set`` output with every group they use.
@@ -341,7 +342,7 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
     (what Spark's ``CrossValidator`` computes, without its per-fold caching and checks). The best
     candidate is refit on all rows (``best_model``); a lone candidate's refit runs beside the
     folds."""
-    t = config["train"]
+    t = config.train
     unit = group_column(config)
     folds = folds_of(spark, data, config)
     fold_df = spark.createDataFrame(list(folds.items()), f"{unit} string, fold int")
@@ -349,19 +350,19 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
     dataset = (with_class_weights(data).join(F.broadcast(fold_df), unit)
                .repartition(partitions).cache())
     grid = grid if grid is not None else candidates(config)
-    n_folds = int(t["folds"])
+    n_folds = int(t.folds)
     try:
         jobs = [(pipeline(cand, config), dataset.where(F.col("fold") != f))
                 for f in range(n_folds) for cand in grid]
         if len(grid) == 1:
             jobs.append((pipeline(grid[0], config), dataset))
-        fitted = fit_all(spark, jobs, int(t["parallelism"]))
+        fitted = fit_all(spark, jobs, int(t.parallelism))
         sub_models = [fitted[f * len(grid):(f + 1) * len(grid)] for f in range(n_folds)]
         oof_all = _out_of_fold(dataset, sub_models, n_folds, len(grid))
         table = pd.DataFrame([{**cand, **_fold_metrics(oof_all[oof_all.candidate == c],
-                                                        t["precision_at_k"])}
+                                                        t.precision_at_k)}
                               for c, cand in enumerate(grid)])
-        best = int(np.nanargmax(table[t["metric"]].to_numpy(dtype=float)))
+        best = int(np.nanargmax(table[t.metric].to_numpy(dtype=float)))
         best_model = (fitted[-1] if len(grid) == 1
                       else pipeline(grid[best], config).fit(dataset))
     finally:
@@ -369,13 +370,13 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
     oof = oof_all[oof_all.candidate == best].drop(columns="candidate").reset_index(drop=True)
     result = Validation(folds=folds, candidates=grid, table=table, best=best, oof=oof,
                         sub_models=sub_models, group_by=unit, best_model=best_model)
-    result.metrics = _fold_metrics(oof, t["precision_at_k"])
-    result.threshold = evaluation.choose_threshold(oof.label, oof.prob, t["threshold"],
-                                                   t["threshold_target"])
+    result.metrics = _fold_metrics(oof, t.precision_at_k)
+    result.threshold = evaluation.choose_threshold(oof.label, oof.prob, t.threshold,
+                                                   t.threshold_target)
     if not result.threshold["reached"]:
         log.warning("train: no threshold reaches %s %.2f on the validation folds; using the best "
-                    "reachable (%s %.3f)", t["threshold"], t["threshold_target"], t["threshold"],
-                    result.threshold[t["threshold"]])
+                    "reachable (%s %.3f)", t.threshold, t.threshold_target, t.threshold,
+                    result.threshold[t.threshold])
     cm = evaluation.confusion(oof.label, oof.prob, result.threshold["threshold"])
     result.metrics.update({"threshold": result.threshold["threshold"],
                            "precision": result.threshold["precision"],
@@ -390,12 +391,12 @@ def cross_validate(spark: SparkSession, data: DataFrame, config: Mapping,
 # --- the champion -------------------------------------------------------------------------
 
 def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFrame,
-                     candidate: Mapping, inputs: Mapping, config: Mapping) -> tuple[float | None, int]:
+                     candidate: Mapping, inputs: Mapping, config: Config) -> tuple[float | None, int]:
     """Metric of ``candidate`` trained on ``data`` and validated on the reference seconds (video,
     second, label, fold), fold by fold: each fold's model is fit without that fold's videos and,
     when folds group by camera, without their cameras. Returns (mean metric over usable folds or
     None, seconds used)."""
-    metric = config["train"]["metric"]
+    metric = config.train.metric
     groups = feature_sets.feature_set(candidate["feature_set"]).groups
     keys = spark.createDataFrame(reference[["video", "second", "label", "fold"]].astype(
         {"second": int, "label": float, "fold": int}))
@@ -417,7 +418,7 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
             # cached: a fit reads its input several times (metadata, splits, then the trees)
             jobs.append((pipeline(candidate, config),
                          with_class_weights(train_part).repartition(partitions).cache()))
-        fitted = fit_all(spark, jobs, int(config["train"]["parallelism"]))
+        fitted = fit_all(spark, jobs, int(config.train.parallelism))
         for model, validation in zip(fitted, validations):
             got = with_probability(model.transform(validation)).select("label", "prob").toPandas()
             if got.label.nunique() < 2:
@@ -431,7 +432,7 @@ def _cross_fit_score(spark: SparkSession, data: DataFrame, reference: pd.DataFra
     return (float(np.mean(values)) if values else None), used
 
 
-def _reference(config: Mapping, version) -> pd.DataFrame | None:
+def _reference(config: Config, version) -> pd.DataFrame | None:
     """The champion's out-of-fold validation predictions (None when its run has none)."""
     try:
         return tracking.validation_frame(version)
@@ -441,9 +442,9 @@ def _reference(config: Mapping, version) -> pd.DataFrame | None:
 
 
 def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, inputs: Mapping,
-           config: Mapping) -> tuple[bool, str]:
+           config: Config) -> tuple[bool, str]:
     """Should the new model take the champion alias? (yes/no, the reason in words)."""
-    mode = config["train"]["promote"]
+    mode = config.train.promote
     if mode != "auto":
         return mode == "always", f"train.promote={mode}"
     current = tracking.champion(config)
@@ -456,7 +457,7 @@ def decide(spark: SparkSession, data: DataFrame, candidate: Mapping, inputs: Map
     reference = _reference(config, current)
     if reference is None:
         return True, f"champion version {current.version} has no validation data to compare on"
-    metric = config["train"]["metric"]
+    metric = config.train.metric
     folds = [g for _, g in reference.groupby("fold") if g.label.nunique() == 2]
     champion_value = (float(np.mean([evaluation.area(metric, g.label, g.prob) for g in folds]))
                       if folds else None)
@@ -478,13 +479,13 @@ def spark_params(candidate: Mapping) -> dict:
     return {_SPARK_PARAM.get(k, k): v for k, v in candidate.items()}
 
 
-def _importances(model, candidate: Mapping, config: Mapping) -> Optional[pd.DataFrame]:
+def _importances(model, candidate: Mapping, config: Config) -> Optional[pd.DataFrame]:
     """Feature importances of a fitted tree pipeline (None for logistic regression)."""
     classifier = model.stages[-1]
     if not hasattr(classifier, "featureImportances"):
         return None
     names = []
-    k = int(config["features"]["pca_components"])
+    k = int(config.features.pca_components)
     for group in feature_sets.feature_set(candidate["feature_set"]).groups:
         if group == "appearance" and k:
             names += [f"appearance_pc{i}" for i in range(k)]
@@ -495,10 +496,10 @@ def _importances(model, candidate: Mapping, config: Mapping) -> Optional[pd.Data
             .sort_values("importance", ascending=False))
 
 
-def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> None:
+def _log_validation(result: Validation, config: Config, data_info: Mapping) -> None:
     import mlflow
 
-    t = config["train"]
+    t = config.train
     best = result.candidates[result.best]
     for i, cand in enumerate(result.candidates):
         row = result.table.iloc[i]
@@ -509,13 +510,14 @@ def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> 
                                  "areaUnderROC_std", "precision_at_k", "pooled_areaUnderPR",
                                  "pooled_areaUnderROC")})
             mlflow.set_tag("vidspark.best", str(i == result.best).lower())
-    mlflow.log_params({**spark_params(best), "folds": t["folds"], "group_by": t["group_by"],
-                       "seed": t["seed"], "metric": t["metric"],
-                       "precision_at_k.k": t["precision_at_k"],
-                       "threshold.strategy": t["threshold"],
-                       "threshold.target": t["threshold_target"],
+    mlflow.log_params({**spark_params(best), "folds": t.folds, "group_by": t.group_by,
+                       "seed": t.seed, "metric": t.metric,
+                       "precision_at_k.k": t.precision_at_k,
+                       "threshold.strategy": t.threshold,
+                       "threshold.target": t.threshold_target,
                        "candidates": len(result.candidates), **data_info})
     mlflow.log_metrics(result.metrics)
+    mlflow.log_dict(config.to_dict(), "config.yaml")   # the whole validated configuration
     mlflow.log_dict(result.per_video_ap, "validation/per_video_ap.json")
     mlflow.log_dict({"threshold": result.threshold, "group_by": result.group_by,
                      "folds": result.folds}, "validation/threshold_and_folds.json")
@@ -525,22 +527,22 @@ def _log_validation(result: Validation, config: Mapping, data_info: Mapping) -> 
         mlflow.log_figure(fig, f"plots/{name}")
 
 
-def _same_data_version(config: Mapping, data_fp: str):
+def _same_data_version(config: Config, data_fp: str):
     for v in tracking.versions(config):
         if models.version_tags(v).get("data_fingerprint") == data_fp:
             return v
     return None
 
 
-def current_inputs(spark: SparkSession, config: Mapping, keys: DataFrame) -> dict:
+def current_inputs(spark: SparkSession, config: Config, keys: DataFrame) -> dict:
     """The identities of the features training uses: ``weights`` of the embeddings (only when a
     feature set needs them, else ``none``) and ``motion_version``."""
-    needs = any(feature_sets.feature_set(n).needs_embeddings for n in config["train"]["feature_sets"])
+    needs = any(feature_sets.feature_set(n).needs_embeddings for n in config.train.feature_sets)
     return {"weights": embedding_weights(spark, config, keys) if needs else models.NO_EMBEDDINGS,
             "motion_version": motion.configured_identity(config)}
 
 
-def run(spark: SparkSession, config: Mapping) -> dict:
+def run(spark: SparkSession, config: Config) -> dict:
     """Cross-validate the sweep, log to MLflow, register the refit best model, decide the champion.
 
     When neither the labelled training rows nor the settings changed since a registered version,
@@ -561,7 +563,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
             raise TrainingError("no labelled frames: no label matches a frame of a train video "
                                 "(check input.labels and input.train_videos)")
         inputs = current_inputs(spark, config, keys)
-        groups = feature_sets.union_groups(config["train"]["feature_sets"])
+        groups = feature_sets.union_groups(config.train.feature_sets)
         weights = None if inputs["weights"] == models.NO_EMBEDDINGS else inputs["weights"]
         data = training_set(spark, config, groups, weights, keys, anomaly_score=False).cache()
         summary = summarize(data)
@@ -590,7 +592,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
         data_info = {"data.videos": n_videos, "data.cameras": n_cameras,
                      "data.positives": counts.get(1, 0), "data.negatives": counts.get(0, 0),
                      "data.weights": inputs["weights"], "data.motion_version": inputs["motion_version"],
-                     "data.feature_sets": ",".join(config["train"]["feature_sets"]),
+                     "data.feature_sets": ",".join(config.train.feature_sets),
                      "data.features_version": storage.table_version(spark, config, "features"),
                      "data.motion_table_version": storage.table_version(spark, config, "motion"),
                      "data.labels_version": storage.table_version(spark, config, "labels"),
@@ -645,7 +647,7 @@ def run(spark: SparkSession, config: Mapping) -> dict:
     m = result.metrics
     log.info("train: %s-grouped %d-fold CV over %d candidates: best %s, areaUnderPR %.3f, "
              "areaUnderROC %.3f, threshold %.3f (precision %.2f, recall %.2f)",
-             result.group_by, config["train"]["folds"], len(result.candidates), spark_params(best),
+             result.group_by, config.train.folds, len(result.candidates), spark_params(best),
              m["areaUnderPR"], m["areaUnderROC"], m["threshold"], m["precision"], m["recall"])
     return {"read": total, "written": 1, "skipped": 0, "quarantined": 0, "rows": total,
             "positives": counts.get(1, 0), "videos": n_videos, "cameras": n_cameras,

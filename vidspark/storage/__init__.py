@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from vidspark.config import Config
 from vidspark.storage.schemas import TABLES
 from vidspark.storage.views import VIEWS
 
@@ -41,19 +42,19 @@ _KEYS = {
 }
 
 
-def root(config: Mapping) -> str:
-    return config["storage"]["root"].rstrip("/")
+def root(config: Config) -> str:
+    return config.storage.root.rstrip("/")
 
 
-def table_path(config: Mapping, name: str) -> str:
+def table_path(config: Config, name: str) -> str:
     return f"{root(config)}/tables/{name}"
 
 
-def _fmt(config: Mapping) -> str:
-    return config["storage"]["format"]
+def _fmt(config: Config) -> str:
+    return config.storage.format
 
 
-def _partitioned(config: Mapping, name: str) -> bool:
+def _partitioned(config: Config, name: str) -> bool:
     return _fmt(config) == "parquet" and _KEYS[name][0] == "video"
 
 
@@ -61,7 +62,7 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def register_tables(spark: SparkSession, config: Mapping, names: Optional[Iterable[str]] = None,
+def register_tables(spark: SparkSession, config: Config, names: Optional[Iterable[str]] = None,
                     read_only: bool = False) -> set:
     """Create missing tables and (re)register every table by name in the session catalog, then
     the views (``names``: only these tables and views, e.g. ``names_in(query)``); returns the
@@ -117,7 +118,7 @@ def names_in(query: str) -> Optional[set]:
     return found
 
 
-def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> bool:
+def _ensure_delta_table(spark: SparkSession, config: Config, name: str) -> bool:
     """Bring the Delta table ``name`` up to date with its schema. A missing table is created and
     registered by name in one DDL statement (an empty table's first commit, no Spark job):
     returns False then, True for an existing table, which the caller registers."""
@@ -140,7 +141,7 @@ def _ensure_delta_table(spark: SparkSession, config: Mapping, name: str) -> bool
     return True
 
 
-def _migrate_vectors(spark: SparkSession, config: Mapping, name: str) -> None:
+def _migrate_vectors(spark: SparkSession, config: Config, name: str) -> None:
     """Rewrite, in place and in one commit, columns an older vidspark stored as Spark ML vectors
     (a Spark-only type other Delta readers refuse: "Unsupported Delta table type: 'udt'") as the
     ``array<float>`` the schema now says."""
@@ -174,7 +175,7 @@ def _migrate_vectors(spark: SparkSession, config: Mapping, name: str) -> None:
              name, ", ".join(udts), converted.count())
 
 
-def table_version(spark: SparkSession, config: Mapping, name: str) -> "int | None":
+def table_version(spark: SparkSession, config: Config, name: str) -> "int | None":
     """The Delta version of a table (None for Parquet, which has no versions)."""
     if _fmt(config) != "delta":
         return None
@@ -183,7 +184,7 @@ def table_version(spark: SparkSession, config: Mapping, name: str) -> "int | Non
     return DeltaTable.forPath(spark, table_path(config, name)).history(1).first().version
 
 
-def read(spark: SparkSession, config: Mapping, name: str) -> DataFrame:
+def read(spark: SparkSession, config: Config, name: str) -> DataFrame:
     """The current contents of a table (read by path, so never a stale catalog listing)."""
     path = table_path(config, name)
     if _fmt(config) == "delta":
@@ -220,7 +221,7 @@ def _refresh(spark: SparkSession, name: str) -> None:
         pass
 
 
-def replace_where(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+def replace_where(spark: SparkSession, config: Config, name: str, df: DataFrame,
                   column: str, values: Sequence[str]) -> None:
     """Replace every row of table ``name`` whose ``column`` is one of ``values`` by the rows of
     ``df`` (which must only hold such rows), in one atomic commit with Delta (``replaceWhere``).
@@ -240,18 +241,18 @@ def replace_where(spark: SparkSession, config: Mapping, name: str, df: DataFrame
     _refresh(spark, name)
 
 
-def replace_videos(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+def replace_videos(spark: SparkSession, config: Config, name: str, df: DataFrame,
                    videos: Sequence[str]) -> None:
     """Replace every row of ``videos`` in table ``name`` by the rows of ``df``."""
     replace_where(spark, config, name, df, "video", videos)
 
 
-def delete_videos(spark: SparkSession, config: Mapping, name: str, videos: Sequence[str]) -> None:
+def delete_videos(spark: SparkSession, config: Config, name: str, videos: Sequence[str]) -> None:
     """Delete every row of ``videos`` from table ``name``."""
     replace_where(spark, config, name, spark.createDataFrame([], TABLES[name]), "video", videos)
 
 
-def set_camera(spark: SparkSession, config: Mapping, name: str, cameras: DataFrame) -> None:
+def set_camera(spark: SparkSession, config: Config, name: str, cameras: DataFrame) -> None:
     """Set the ``camera`` column of table ``name`` from ``cameras`` (video, camera) where it
     differs (a store written before cameras existed, or a changed ``input.camera``)."""
     if _fmt(config) == "delta":
@@ -268,12 +269,12 @@ def set_camera(spark: SparkSession, config: Mapping, name: str, cameras: DataFra
     replace_videos(spark, config, name, rows, [r.video for r in cameras.select("video").collect()])
 
 
-def replace_run(spark: SparkSession, config: Mapping, df: DataFrame, run_id: str) -> None:
+def replace_run(spark: SparkSession, config: Config, df: DataFrame, run_id: str) -> None:
     """Replace every ``runs`` row of one run."""
     replace_where(spark, config, "runs", df, "run_id", [run_id])
 
 
-def upsert(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+def upsert(spark: SparkSession, config: Config, name: str, df: DataFrame) -> None:
     """Insert rows of ``df``, replacing rows with the same key."""
     df = _conform(df, name)
     keys = _KEYS[name]
@@ -301,7 +302,7 @@ def upsert(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> No
     _refresh(spark, name)
 
 
-def append(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+def append(spark: SparkSession, config: Config, name: str, df: DataFrame) -> None:
     df = _conform(df, name)
     if _fmt(config) == "delta":
         df.write.format("delta").mode("append").save(table_path(config, name))
@@ -312,7 +313,7 @@ def append(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> No
     _refresh(spark, name)
 
 
-def overwrite(spark: SparkSession, config: Mapping, name: str, df: DataFrame) -> None:
+def overwrite(spark: SparkSession, config: Config, name: str, df: DataFrame) -> None:
     """Replace the whole table with ``df``."""
     df = _conform(df, name)
     path = table_path(config, name)
@@ -327,7 +328,7 @@ def overwrite(spark: SparkSession, config: Mapping, name: str, df: DataFrame) ->
     _refresh(spark, name)
 
 
-def _parquet_replace_partitions(spark: SparkSession, config: Mapping, name: str, df: DataFrame,
+def _parquet_replace_partitions(spark: SparkSession, config: Config, name: str, df: DataFrame,
                                 videos: Sequence[str]) -> None:
     """Dynamic partition overwrite of the ``video`` partitions in ``videos``; partitions of videos
     that get no new rows are deleted."""
@@ -345,7 +346,7 @@ def _parquet_replace_partitions(spark: SparkSession, config: Mapping, name: str,
         _delete_partitions(spark, config, name, gone)
 
 
-def _delete_partitions(spark: SparkSession, config: Mapping, name: str, videos: Sequence[str]) -> None:
+def _delete_partitions(spark: SparkSession, config: Config, name: str, videos: Sequence[str]) -> None:
     jvm = spark.sparkContext._jvm
     base, fs = _hadoop_path(spark, table_path(config, name))
     escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName

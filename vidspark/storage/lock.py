@@ -11,9 +11,9 @@ import json
 import logging
 import os
 import socket
-from typing import Mapping, Optional
+from typing import Optional
 
-from vidspark.config import local_path
+from vidspark.config import Config, local_path
 from vidspark.errors import VidsparkError
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def _alive(pid: int) -> bool:
 class StorageLock:
     """``with StorageLock(config, run_id) as lock:`` holds ``<storage.root>/_vidspark.lock``."""
 
-    def __init__(self, config: Mapping, run_id: str):
-        self.root = config["storage"]["root"]
+    def __init__(self, config: Config, run_id: str):
+        self.root = config.storage.root
         self.run_id = run_id
         self.path: Optional[str] = None
         self.abandoned: Optional[dict] = None   # the dead run whose lock was taken over

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
-from vidspark.config import parse_feature_set
+from vidspark.config import Config, parse_feature_set
 from vidspark.storage import tracking
 from vidspark.storage.schemas import MODELS
 
@@ -41,7 +41,7 @@ def version_tags(version) -> dict:
     return dict(version.tags or {})
 
 
-def sync_models_table(spark: SparkSession, config: Mapping) -> None:
+def sync_models_table(spark: SparkSession, config: Config) -> None:
     """Mirror the registry's versions of the model in the ``models`` table (its rows rewritten
     when a version is new or gone there, or the champion alias moved since the last sync)."""
     champ = tracking.champion(config)

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
+from vidspark.config import Config
 from vidspark.storage.schemas import RUNS
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class RunRecorder:
     starts, a row per stage as it ends, and the run's final row at the end (appends, and one
     ``replaceWhere`` of the run's rows, so bookkeeping stays cheap)."""
 
-    def __init__(self, spark: SparkSession, config: Mapping, run_id: str, job: str):
+    def __init__(self, spark: SparkSession, config: Config, run_id: str, job: str):
         self.spark, self.config, self.run_id, self.job = spark, config, run_id, job
         self.started = {RUN: _now()}
         self.rows: list[dict] = []
@@ -84,7 +85,7 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def mark_abandoned(spark: SparkSession, config: Mapping, run_id: str) -> int:
+def mark_abandoned(spark: SparkSession, config: Config, run_id: str) -> int:
     """Mark the still-``running`` row of a run that died as ``abandoned``."""
     rows = storage.read(spark, config, "runs").where(F.col("run_id") == run_id).localCheckpoint()
     n = rows.where(F.col("status") == "running").count()

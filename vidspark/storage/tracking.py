@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
 
-from vidspark.config import ConfigError, local_path
+from vidspark.config import Config, ConfigError, local_path
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +19,18 @@ CHAMPION = "champion"
 VALIDATION_FILE = "validation/predictions.csv"
 
 
-def tracking_uri(config: Mapping) -> str:
-    uri = config["tracking"]["uri"] or os.environ.get("MLFLOW_TRACKING_URI")
+def tracking_uri(config: Config) -> str:
+    uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    root = local_path(config["storage"]["root"])
+    root = local_path(config.storage.root)
     if root is None:
         raise ConfigError("tracking.uri must be set when storage.root is not a local folder "
                           "(the embedded MLflow store is a SQLite file under storage.root)")
     return f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
 
 
-def _embedded_artifacts(config: Mapping) -> str | None:
+def _embedded_artifacts(config: Config) -> str | None:
     """The artifact folder of the embedded store (None for a server, which chooses its own)."""
     uri = tracking_uri(config)
     if not uri.startswith("sqlite:"):
@@ -39,7 +38,7 @@ def _embedded_artifacts(config: Mapping) -> str | None:
     return "file://" + os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "artifacts")
 
 
-def _store_uri(config: Mapping) -> str:
+def _store_uri(config: Config) -> str:
     """The tracking URI, with the embedded store's folder made and MLflow's INFO lines off."""
     # MLflow prints its own INFO lines (database migrations, "Created version") through logging.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -49,7 +48,7 @@ def _store_uri(config: Mapping) -> str:
     return uri
 
 
-def setup(config: Mapping) -> str:
+def setup(config: Config) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     import mlflow
 
@@ -66,7 +65,7 @@ def setup(config: Mapping) -> str:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    name = config["tracking"]["experiment"]
+    name = config.tracking.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         experiment_id = mlflow.create_experiment(name, artifact_location=_embedded_artifacts(config))
@@ -76,7 +75,7 @@ def setup(config: Mapping) -> str:
     return experiment_id
 
 
-def client(config: Mapping):
+def client(config: Config):
     """A client of the configured store and its registry (no experiment needed: no lookup)."""
     from mlflow import MlflowClient
 
@@ -84,11 +83,11 @@ def client(config: Mapping):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def model_name(config: Mapping) -> str:
-    return config["tracking"]["model_name"]
+def model_name(config: Config) -> str:
+    return config.tracking.model_name
 
 
-def champion(config: Mapping):
+def champion(config: Config):
     """The registered model version holding the ``champion`` alias, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -100,19 +99,19 @@ def champion(config: Mapping):
         raise
 
 
-def versions(config: Mapping) -> list:
+def versions(config: Config) -> list:
     """Every registered version of the model (newest first)."""
     c = client(config)
     found = c.search_model_versions(f"name = '{model_name(config)}'")
     return sorted(found, key=lambda v: int(v.version), reverse=True)
 
 
-def promote(config: Mapping, version: int | str) -> None:
+def promote(config: Config, version: int | str) -> None:
     """Give ``version`` the champion alias (what a person does by hand to overrule training)."""
     client(config).set_registered_model_alias(model_name(config), CHAMPION, str(version))
 
 
-def load_spark_model(config: Mapping, version):
+def load_spark_model(config: Config, version):
     """The Spark ML model of a registered version (a ``PipelineModel``)."""
     import mlflow.spark
 
@@ -120,7 +119,7 @@ def load_spark_model(config: Mapping, version):
     return mlflow.spark.load_model(f"models:/{model_name(config)}/{version}")
 
 
-def validation(config: Mapping, version: int | str | None = None):
+def validation(config: Config, version: int | str | None = None):
     """(out-of-fold validation predictions, threshold) of a registered version (the champion by
     default): the data behind the run's PR/ROC/histogram plots, for notebooks. Draw them with
     ``vidspark.stages.evaluation.figures(frame, threshold)``."""
