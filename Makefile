@@ -11,6 +11,9 @@ DEMO_DATA ?= data/demo
 DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),imagenet)
 ARGS ?=
 PYTEST_ARGS ?=
+# test processes side by side (pytest-xdist; each test module stays in one of them); 0: one process
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 EVAL_DATA ?= ../shared/data/fights
 
@@ -51,10 +54,10 @@ else
 endif
 
 test: install browser  ## run the test suite (what CI runs)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install browser  ## the test suite without the slow tests
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
 	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)

@@ -20,6 +20,12 @@ TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 4g pyspark-shell")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every Spark driver the tests start (this session's, and the spark-submit and vidspark commands
+# they run, which inherit it) compiles with the JVM's quick C1 compiler only, with the serial
+# collector: the tests' JVMs live seconds to minutes, and in a short nightly job C2's compiler
+# threads spent about 60% of the JVM's CPU time (-XX:+CITime), time the other test process
+# needs. Users' jobs keep the JVM's defaults.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
 @pytest.fixture(scope="session")
