@@ -20,12 +20,13 @@ TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 4g pyspark-shell")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Every Spark driver the tests start (this session's, and the spark-submit and vidspark commands
-# they run, which inherit it) compiles with the JVM's quick C1 compiler only, with the serial
-# collector: the tests' JVMs live seconds to minutes, and in a short nightly job C2's compiler
-# threads spent about 60% of the JVM's CPU time (-XX:+CITime), time the other test process
-# needs. Users' jobs keep the JVM's defaults.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+# The spark-submit and vidspark commands the tests run (they inherit this) compile with the JVM's
+# quick C1 compiler only, with the serial collector: they live seconds to minutes, and in a short
+# nightly job C2's compiler threads spent about 60% of the JVM's CPU time (-XX:+CITime), time the
+# other test process needs. The session below, which lives as long as the test run and fits
+# most models, keeps the JVM's defaults, as users' jobs do.
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+os.environ.setdefault("SPARK_SUBMIT_OPTS", QUICK_JVM)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,13 @@ def spark(tmp_path_factory):
     from vidspark.session import build_spark
 
     config = make_config(tmp_path_factory.mktemp("session"))
-    session = build_spark(config, app_name="vidspark-tests")
+    quick = os.environ.pop("SPARK_SUBMIT_OPTS", None) if os.environ.get(
+        "SPARK_SUBMIT_OPTS") == QUICK_JVM else None
+    try:
+        session = build_spark(config, app_name="vidspark-tests")
+    finally:
+        if quick is not None:
+            os.environ["SPARK_SUBMIT_OPTS"] = quick
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -92,3 +99,15 @@ def fresh_store(spark, featurized, tmp_path, *overrides):
     config = make_config(tmp_path, f"input.labels={featurized['labels']}", *overrides)
     storage.register_tables(spark, config)
     return config
+
+
+# The longest modules first: with test processes side by side (`make test`), they start early
+# instead of ending the run alone. Other modules keep their order after these.
+LONGEST_FIRST = ("test_operations", "test_e2e", "test_fights", "test_train", "test_scale",
+                 "test_cluster", "test_review", "test_pipeline", "test_feature_sets")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(
+        os.path.splitext(os.path.basename(item.nodeid.split("::")[0]))[0], len(rank)))

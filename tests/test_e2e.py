@@ -444,7 +444,7 @@ def test_vidspark_sql_goes_through_the_server(run, sql_server):
                             cwd=ROOT, env=_unactivated_env(), capture_output=True, text=True,
                             timeout=300)
     assert served.stdout.strip().splitlines()[-1] == \
-        f"vidspark.storage.root,{run['config']['storage']['root']}"
+        f"vidspark.storage.root,{run['config'].storage.root}"
 
 
 def test_sql_server_listens_on_localhost_only(sql_server):

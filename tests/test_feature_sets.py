@@ -114,8 +114,8 @@ def test_camera_grouped_folds_never_share_a_camera(spark, store, tmp_path):
     # -> Walk): the extract stage moves the camera of every stored row; some cameras hold only
     # negatives.
     shutil.copytree(store["config"].storage.root, tmp_path / "store")
-    config = make_config(tmp_path, f"input.train_videos={store['config']['input']['train_videos']}",
-                         "input.score_videos=null", f"input.labels={store['config']['input']['labels']}",
+    config = make_config(tmp_path, f"input.train_videos={store['config'].input.train_videos}",
+                         "input.score_videos=null", f"input.labels={store['config'].input.labels}",
                          "input.camera=regex", r"input.camera_regex=^([A-Za-z_]+?)\d+$",
                          "train.folds=2")
     storage.register_tables(spark, config)

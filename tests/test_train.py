@@ -53,7 +53,7 @@ def test_the_sweep_chooses_among_feature_sets_and_model_families(spark, featuriz
         storage.read(spark, featurized["config"], "labels"),
         storage.read(spark, featurized["config"], "videos")))
     config = make_config(featurized["tmp"], "train.feature_sets=[motion, appearance+motion]",
-                         "train.models=[logistic_regression, gbt, random_forest]",
+                         "train.models=[logistic_regression, gbt, random_forest]", "train.folds=2",
                          "train.class_weighting=[false]", "train.gbt.max_iter=[5]",
                          "train.random_forest.num_trees=[10]", "features.pca_components=4")
     grid = train.candidates(config)
