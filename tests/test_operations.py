@@ -24,6 +24,7 @@ from tests.test_e2e import _env, TABLES
 pytestmark = pytest.mark.slow
 
 
+# per commit: 40 video-seconds of extraction, 40 frames (one a second) of featurization
 CHUNK_FRAMES = 40
 
 
