@@ -437,7 +437,7 @@ class SqlServerConfig:
 @dataclass(frozen=True)
 class Config:
     """A validated configuration (what ``load_config`` returns). ``spark`` holds Spark's own
-    settings by their full names; ``overrides`` the ``key=value`` strings it was loaded with."""
+    settings by their full names."""
     storage: StorageConfig
     input: InputConfig
     extract: ExtractConfig
@@ -448,21 +448,14 @@ class Config:
     tracking: TrackingConfig
     sql_server: SqlServerConfig
     spark: Mapping = field(default_factory=dict)
-    source: Optional[str] = field(default=None, compare=False)
-    overrides: tuple = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         """The plain nested mapping (lists for grids), e.g. to record with a model."""
-        out = {}
-        for f in dataclasses.fields(self):
-            if f.name not in ("source", "overrides"):
-                out[f.name] = _plain(getattr(self, f.name))
-        return out
+        return _plain(self)
 
     def replace(self, *overrides: str) -> "Config":
         """A copy with ``key=value`` overrides applied on top, validated again."""
-        return _from_dict(_apply(self.to_dict(), overrides), self.source,
-                          self.overrides + tuple(overrides))
+        return _from_dict(_apply(self.to_dict(), overrides))
 
     def with_spark(self, settings: Mapping) -> "Config":
         """A copy with extra Spark settings (``settings`` win over this config's)."""
@@ -503,10 +496,10 @@ def _build(cls, values: Mapping):
     return cls(**kwargs)
 
 
-def _from_dict(config: dict, source: Optional[str] = None, overrides: tuple = ()) -> Config:
+def _from_dict(config: dict) -> Config:
     _resolve_paths(config)
     _validate(config)
-    return dataclasses.replace(_build(Config, config), source=source, overrides=tuple(overrides))
+    return _build(Config, config)
 
 
 def _apply(config: dict, overrides: Iterable[str]) -> dict:
@@ -533,5 +526,4 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> Confi
         if not isinstance(env, Mapping):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         _merge(config, env)
-    overrides = tuple(overrides)
-    return _from_dict(_apply(config, overrides), path, overrides)
+    return _from_dict(_apply(config, overrides))
