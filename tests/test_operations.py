@@ -1,7 +1,7 @@
 """Nightly operation through spark-submit: runs killed in the middle of extraction and late in
 featurization keep the chunks they committed, the next run does only the rest, and the result
-has exactly the rows of a clean run (the same stages, run in this test's Spark session); two
-runs at once on one storage.root never corrupt or duplicate anything."""
+has exactly the rows of a clean run; two runs at once on one storage.root never corrupt or
+duplicate anything."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vidspark import pipeline, storage
+from vidspark import storage
 from vidspark.config import load_config
 from vidspark.storage.lock import LOCK_NAME
 from vidspark_demo import generate_demo_dataset
@@ -24,23 +24,16 @@ from tests.test_e2e import _env, TABLES
 pytestmark = pytest.mark.slow
 
 
-# per commit: 40 video-seconds of extraction, 40 frames (one a second) of featurization
-CHUNK_FRAMES = 40
-
-
 def write_conf(tmp, name, data_root, weights) -> str:
     conf = tmp / f"{name}.yaml"
     conf.write_text(yaml.safe_dump({
         "storage": {"root": str(tmp / name)},
         "input": {"train_videos": f"{data_root}/train", "score_videos": f"{data_root}/score",
                   "labels": f"{data_root}/labels.csv"},
-        # several commits per stage: 15 clips of 8 s are 3 chunks of extraction and featurization
-        "extract": {"chunk_seconds": CHUNK_FRAMES},
+        # several commits per stage: 15 clips of 8 s are 5 chunks of extraction and featurization
+        "extract": {"chunk_seconds": 24},
         "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8,
-                       "chunk_frames": CHUNK_FRAMES},
-        # one small candidate: this test is about what is stored, not about the model
-        "train": {"models": ["logistic_regression"], "max_iter": [20], "reg_param": [0.05],
-                  "elastic_net_param": [0.3]},
+                       "chunk_frames": 24},
         "spark": {"spark.sql.shuffle.partitions": 4},
     }))
     return str(conf)
@@ -96,11 +89,15 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     clean_conf = write_conf(tmp_path, "clean", data, weights_path)
     crash_conf = write_conf(tmp_path, "crash", data, weights_path)
 
-    # 1. The reference: the nightly stages run once, uninterrupted, on a storage.root of its own.
-    clean_config = load_config(clean_conf)
-    storage.register_tables(spark, clean_config)
-    pipeline.nightly(spark, clean_config)
-    expected = snapshot(spark, clean_config)
+    # 1. A clean run; a second run on the same storage.root meanwhile refuses clearly.
+    clean = start(clean_conf)
+    wait_for_line(clean, "stage extract done")
+    second = subprocess.run(["spark-submit", "--master", "local[2]", "jobs/nightly.py",
+                             "--config", clean_conf], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode != 0
+    assert "another run holds storage.root" in second.stdout + second.stderr
+    assert clean.wait(timeout=900) == 0, clean.stdout.read()[-3000:]
 
     crash_config = load_config(crash_conf)
     total_videos, total_frames = 15, 15 * 8
@@ -131,21 +128,12 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     storage.register_tables(spark, crash_config)
     committed = storage.read(spark, crash_config, "features").count()
     # whole chunks only, in order: at least the first chunks - 1, not all
-    assert committed % CHUNK_FRAMES == 0, committed
-    assert (chunks - 1) * CHUNK_FRAMES <= committed < total_frames, committed
+    assert committed % 24 == 0 and (chunks - 1) * 24 <= committed < total_frames, committed
     assert storage.read(spark, crash_config, "predictions").count() == 0
 
-    # 4. The next run takes over the dead run's lock and featurizes only what was not committed;
-    #    a second run started meanwhile on the same storage.root refuses clearly.
+    # 4. The next run takes over the dead run's lock and featurizes only what was not committed.
     rerun = start(crash_conf)
-    lines = wait_for_line(rerun, "took over the lock")
-    second = subprocess.run(["spark-submit", "--master", "local[2]", "jobs/nightly.py",
-                             "--config", crash_conf], cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=300)
-    assert second.returncode != 0
-    assert "another run holds storage.root" in second.stdout + second.stderr
-    assert rerun.poll() is None, "the run finished before the second one was refused"
-    log = "".join(lines + wait_for_line(rerun, "succeeded:"))
+    log = "".join(wait_for_line(rerun, "succeeded:"))
     assert rerun.wait(timeout=900) == 0
     assert "took over the lock" in log and re.search(r"\b0 new videos", log)
     assert f"featurize: {total_frames - committed} frames to featurize" in log
@@ -158,6 +146,9 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     assert sorted(map(sorted, stages[abandoned.run_id])) == [["extract", "labels", "run"], ["run"]]
 
     # 5. Every table holds exactly what the clean run produced.
+    clean_config = load_config(clean_conf)
+    storage.register_tables(spark, clean_config)
+    expected = snapshot(spark, clean_config)
     storage.register_tables(spark, crash_config)
     got = snapshot(spark, crash_config)
     for name in TABLES:
