@@ -1,8 +1,8 @@
 """Extract stage: discover video files, hash and probe them, decode one frame per second and
 measure the motion inside every second in the same pass.
 
-All per-file work runs in Spark tasks (``mapInPandas``): hashing and probing one task per file,
-decoding one task per time range, a long video being split into ranges of
+All per-file work runs in Spark tasks (``mapInPandas``, at most four tasks per core): hashing
+and probing files, and decoding time ranges, a long video being split into ranges of
 ``extract.split_seconds`` so it does not serialise the job. Files that cannot be used become
 ``videos`` rows with status ``quarantined`` and the reason; the stage goes on with the rest.
 Every video gets a ``camera`` (``input.camera``). Videos stored before their motion was measured
@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -458,12 +458,27 @@ def _probe(spark: SparkSession, candidates: list[dict]) -> list[dict]:
     return [r.asDict() for r in df.mapInPandas(_probe_partitions, _PROBED).collect()]
 
 
-def _ranges(decodable: list[dict], split_seconds: int) -> list[tuple]:
-    return [(r["video"], r["path"], start, end, float(r["first_ts_ms"]), float(r["fps"] or 0.0),
-             r.get("camera"))
-            for r in decodable
-            for start, end in V.plan_ranges(
-                (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0, split_seconds)]
+def _ranges(spark: SparkSession, decodable: list[dict], split_seconds: int) -> DataFrame:
+    """The time ranges of ``decodable`` (a row each), spread over at most four tasks per core
+    with about equal video-seconds each (by their headers): a task per range would spend more
+    on task and file overhead than on decoding when the videos are short clips, and write as
+    many small files per table."""
+    ranges, seconds = [], []
+    for r in decodable:
+        duration = (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0
+        for start, end in V.plan_ranges(duration, split_seconds):
+            ranges.append((r["video"], r["path"], start, end, float(r["first_ts_ms"]),
+                           float(r["fps"] or 0.0), r.get("camera")))
+            seconds.append(max((duration if end is None else end) - start, 1.0))
+    sc = spark.sparkContext
+    tasks = [[] for _ in range(max(1, min(len(ranges), sc.defaultParallelism * 4)))]
+    load = [0.0] * len(tasks)
+    for i in sorted(range(len(ranges)), key=lambda i: -seconds[i]):   # longest first, to the
+        k = load.index(min(load))                                       # least loaded task
+        tasks[k].append(ranges[i])
+        load[k] += seconds[i]
+    # parallelize puts one list in each partition; flatMap keeps the rows in it
+    return spark.createDataFrame(sc.parallelize(tasks, len(tasks)).flatMap(lambda t: t), _RANGES)
 
 
 def _decoder(config: Config, frames: bool = True):
@@ -479,13 +494,12 @@ def _motion_rows(decoded, version: str):
 
 
 def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> list[dict]:
-    """Decode the videos (one task per time range), write their frames and motion, return their
+    """Decode the videos (by time range, in parallel tasks), write their frames and motion, return their
     ``videos`` rows (``ok``, or ``quarantined`` when too little could be decoded)."""
     if not decodable:
         return []
     ex = config.extract
-    ranges = _ranges(decodable, int(ex.split_seconds))
-    decoded = (spark.createDataFrame(ranges, _RANGES).repartition(len(ranges))
+    decoded = (_ranges(spark, decodable, int(ex.split_seconds))
                .mapInPandas(_decoder(config), _DECODED)
                .persist(StorageLevel.MEMORY_AND_DISK))
     try:
@@ -531,8 +545,7 @@ def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
               if first.get(r["video"]) is not None]
     if not videos:
         return 0
-    ranges = _ranges(videos, int(config.extract.split_seconds))
-    decoded = (spark.createDataFrame(ranges, _RANGES).repartition(max(1, len(ranges)))
+    decoded = (_ranges(spark, videos, int(config.extract.split_seconds))
                .mapInPandas(_decoder(config, frames=False), _DECODED)
                .where(F.col("kind") == "frame"))
     # Only seconds that have a frame: motion rows match the frames table key for key.
