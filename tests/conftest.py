@@ -14,9 +14,8 @@ WEIGHTS = os.path.abspath(os.path.join(
 TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
 
 # Tests run Spark in local mode with two cores; jobs never set a master themselves. The driver
-# fits the models: a PCA of the 2,048 embedding values takes a few hundred MB per fit (a full
-# SVD of the 2,048 x 2,048 covariance), two at once with train.parallelism 2, late in a long session
-# (conf/test.yaml keeps execution-memory pages small for the same reason).
+# fits the models, two at once with train.parallelism 2, late in a long session (conf/test.yaml
+# keeps execution-memory pages small for the same reason).
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 4g pyspark-shell")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

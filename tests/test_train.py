@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.linalg import Vectors
 
 from vidspark import pipeline, storage
 from vidspark.config import ConfigError
 from vidspark.stages import evaluation, train
+from vidspark.stages.pca import EigenPCA
 from vidspark.storage import tracking
 from vidspark.storage.models import unusable_inputs
 from tests.conftest import fresh_store as _fresh, make_config
@@ -271,3 +273,27 @@ def test_a_champion_whose_features_can_no_longer_be_built_is_named():
     # a model from before feature sets: the raw embedding
     assert unusable_inputs({"weights": "file:old.h5:sha256=2"}, now) == \
         "other embeddings (file:old.h5:sha256=2)"
+
+
+def test_eigen_pca_gives_sparks_pca_model(spark, tmp_path):
+    """The sweep's PCA: Spark's components (up to sign) and a Spark PCAModel that saves and
+    loads inside a pipeline; the explained variances are those of the exact sample covariance."""
+    from pyspark.ml.feature import PCA, PCAModel
+
+    rng = np.random.default_rng(3)
+    x = rng.random((700, 40)) @ np.diag(np.linspace(3, 0.1, 40)) + 0.5
+    df = spark.createDataFrame([(i, Vectors.dense(r)) for i, r in enumerate(x)], ["id", "v"]).repartition(3)
+    theirs = PCA(k=5, inputCol="v", outputCol="p").fit(df)
+    ours = Pipeline(stages=[EigenPCA(k=5, inputCol="v", outputCol="p")]).fit(df)
+    assert type(ours.stages[0]) is PCAModel and ours.stages[0].getK() == 5
+    cos = np.abs((theirs.pc.toArray() * ours.stages[0].pc.toArray()).sum(axis=0))
+    assert cos == pytest.approx(np.ones(5), abs=1e-9)
+    values = np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1]
+    assert ours.stages[0].explainedVariance.toArray() == pytest.approx(values[:5] / values.sum())
+    ours.write().save(str(tmp_path / "model"))
+    loaded = PipelineModel.load(str(tmp_path / "model"))
+    a = np.stack([r.p.toArray() for r in loaded.transform(df).orderBy("id").collect()])
+    b = np.stack([r.p.toArray() for r in theirs.transform(df).orderBy("id").collect()])
+    assert np.abs(a) == pytest.approx(np.abs(b), abs=1e-9)
+    with pytest.raises(ValueError, match="k=41 must be between 1 and the 40 input values"):
+        EigenPCA(k=41, inputCol="v", outputCol="p").fit(df)

@@ -8,7 +8,8 @@ column per group, named after the group:
   then its mean and its maximum over the window [second - n, second + n] of the same video
   (``features.context_seconds``; Spark window functions), element by element.
 * ``appearance`` (2,048 values): the InceptionV3 embedding of the second's frame. Models reduce
-  it with Spark ML ``PCA`` (``features.pca_components``, fit on the training data) before it
+  it with a Spark ML ``PCAModel`` (``features.pca_components``, fit on the training data by
+  ``vidspark.stages.pca``) before it
   meets other groups, so a few dozen motion values are not drowned by 2,048 appearance values.
 * ``change`` (3 x 4 values): how the picture changes across seconds: the cosine distance of the
   embedding to the previous and to the next second, and the difference of the second's 32x24

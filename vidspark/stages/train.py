@@ -33,7 +33,7 @@ import pandas as pd
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import (GBTClassifier, LogisticRegression,
                                        RandomForestClassifier)
-from pyspark.ml.feature import PCA, VectorAssembler
+from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -43,6 +43,7 @@ from vidspark.config import Config, MODEL_FAMILIES
 from vidspark.errors import VidsparkError
 from vidspark.media import motion
 from vidspark.stages import evaluation, feature_sets
+from vidspark.stages.pca import EigenPCA
 from vidspark.storage import models, tracking
 from vidspark.storage.schemas import REVIEW_SOURCE
 
@@ -184,7 +185,7 @@ def stages(candidate: Mapping, config: Config) -> list:
     k = int(config.features.pca_components)
     for group in groups:
         if group == "appearance" and k:
-            out.append(PCA(k=k, inputCol="appearance", outputCol="appearance_pca"))
+            out.append(EigenPCA(k=k, inputCol="appearance", outputCol="appearance_pca"))
             inputs.append("appearance_pca")
         else:
             inputs.append(group)
