@@ -76,7 +76,7 @@ def _layer(module: str) -> str:
 
 
 SHARED_STAGE_MODULES = {"vidspark.stages.feature_sets", "vidspark.stages.evaluation",
-                        "vidspark.stages.segments"}
+                        "vidspark.stages.segments", "vidspark.stages.pca"}
 
 
 def test_the_layers_hold():
