@@ -17,7 +17,7 @@ import yaml
 from vidspark import storage
 from vidspark.config import load_config
 from vidspark_demo import generate_demo_dataset
-from tests.conftest import ROOT
+from tests.conftest import QUICK_JVM, ROOT
 from tests.test_e2e import _env
 
 pytestmark = pytest.mark.slow
@@ -92,8 +92,10 @@ def test_nightly_job_on_a_standalone_cluster(cluster, spark, weights_path):
                   "labels": str(data / "labels.csv")},
         "featurizer": {"weights": weights_path, "batch_size": 8},
     }))
+    # the executors live as long as the job: the quick compiler, like the driver (conftest)
     proc = subprocess.run(
         ["spark-submit", "--master", cluster["url"], "--conf", "spark.executor.memory=1g",
+         "--conf", f"spark.executor.extraJavaOptions={QUICK_JVM}",
          "--conf", f"spark.pyspark.python={sys.executable}", "jobs/nightly.py",
          "--config", str(conf)], cwd=ROOT, env=dict(_env(), SPARK_LOCAL_IP="127.0.0.1"),
         capture_output=True, text=True, timeout=900)
