@@ -494,8 +494,9 @@ def _motion_rows(decoded, version: str):
 
 
 def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> list[dict]:
-    """Decode the videos (by time range, in parallel tasks), write their frames and motion, return their
-    ``videos`` rows (``ok``, or ``quarantined`` when too little could be decoded)."""
+    """Decode the videos (by time range, in parallel tasks), write their frames and motion,
+    return their ``videos`` rows (``ok``, or ``quarantined`` when too little could be
+    decoded)."""
     if not decodable:
         return []
     ex = config.extract

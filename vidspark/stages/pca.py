@@ -20,25 +20,26 @@ from pyspark.sql import DataFrame
 _ROWS_PER_BLOCK = 512
 
 
-def _partial_sums(rows):
-    """(rows, sum, X^T X) of one partition; nothing for an empty one."""
-    n, total, gram, block = 0, None, None, []
-
-    def add(block):
-        x = np.asarray(block, dtype=np.float64)
-        return x.shape[0], x.sum(axis=0), x.T @ x
-
+def _blocks(rows):
+    block = []
     for row in rows:
         block.append(row[0])
         if len(block) == _ROWS_PER_BLOCK:
-            m, s, g = add(block)
-            n, total, gram = n + m, s if total is None else total + s, g if gram is None else gram + g
+            yield np.asarray(block, dtype=np.float64)
             block = []
     if block:
-        m, s, g = add(block)
-        n, total, gram = n + m, s if total is None else total + s, g if gram is None else gram + g
-    if n:
-        yield n, total, gram
+        yield np.asarray(block, dtype=np.float64)
+
+
+def _partial_sums(rows):
+    """(rows, column sums, X^T X) of one partition, a block of rows at a time; nothing for an
+    empty partition."""
+    sums = None
+    for x in _blocks(rows):
+        part = (x.shape[0], x.sum(axis=0), x.T @ x)
+        sums = part if sums is None else _add(sums, part)
+    if sums is not None:
+        yield sums
 
 
 def _add(a, b):
