@@ -4,8 +4,8 @@ eigen-decomposed on the driver with numpy's LAPACK.
 Spark's own fit takes a full SVD of the d x d covariance in the JVM, which without a native
 BLAS (the usual case: pip's pyspark ships none) runs in pure Java: about 15 s for the 2,048
 embedding values, on every fold of every appearance candidate of the sweep. This fit takes
-under a second there and gives the same components (up to their signs, which are arbitrary in
-both) and explained variances. The model is Spark's ``PCAModel``: applied, saved (MLflow) and
+under a second there and gives the same components (up to their signs: Spark's are whatever
+its SVD returns, these have their largest loading positive). The model is Spark's ``PCAModel``: applied, saved (MLflow) and
 loaded exactly as one fitted by Spark.
 """
 from __future__ import annotations
@@ -49,13 +49,17 @@ def _add(a, b):
 def components(n: int, total: np.ndarray, gram: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``k`` principal components (d x k, by decreasing variance) and the share of the
     variance each explains, from the row count, column sums and Gram matrix of the data (the
-    sample covariance, as Spark's ``RowMatrix.computeCovariance``)."""
+    sample covariance, as Spark's ``RowMatrix.computeCovariance``). Each component's sign is
+    fixed so that its largest loading is positive: the same data gives the same model whatever
+    sign the LAPACK build returns."""
     mean = total / n
     cov = (gram - n * np.outer(mean, mean)) / max(n - 1, 1)
     values, vectors = np.linalg.eigh((cov + cov.T) / 2)
     order = np.argsort(values)[::-1][:k]
+    pc = vectors[:, order]
+    pc *= np.where(pc[np.abs(pc).argmax(axis=0), np.arange(k)] < 0, -1.0, 1.0)
     explained = np.abs(values[order]) / np.abs(values).sum()
-    return vectors[:, order], explained
+    return pc, explained
 
 
 class EigenPCA(PCA):
