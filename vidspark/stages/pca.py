@@ -5,8 +5,8 @@ Spark's own fit takes a full SVD of the d x d covariance in the JVM, which witho
 BLAS (the usual case: pip's pyspark ships none) runs in pure Java: about 15 s for the 2,048
 embedding values, on every fold of every appearance candidate of the sweep. This fit takes
 under a second there and gives the same components (up to their signs: Spark's are whatever
-its SVD returns, these have their largest loading positive). The model is Spark's ``PCAModel``: applied, saved (MLflow) and
-loaded exactly as one fitted by Spark.
+its SVD returns, these have their largest loading positive). The model is Spark's
+``PCAModel``: applied, saved (MLflow) and loaded exactly as one fitted by Spark.
 """
 from __future__ import annotations
 
