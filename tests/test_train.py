@@ -298,3 +298,5 @@ def test_eigen_pca_gives_sparks_pca_model(spark, tmp_path):
     assert np.abs(a) == pytest.approx(np.abs(b), abs=1e-9)
     with pytest.raises(ValueError, match="k=41 must be between 1 and the 40 input values"):
         EigenPCA(k=41, inputCol="v", outputCol="p").fit(df)
+    with pytest.raises(ValueError, match="no rows to fit on in column v"):
+        EigenPCA(k=5, inputCol="v", outputCol="p").fit(df.where("id < 0"))

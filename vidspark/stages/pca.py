@@ -36,13 +36,15 @@ def _partial_sums(rows):
     empty partition."""
     sums = None
     for x in _blocks(rows):
-        part = (x.shape[0], x.sum(axis=0), x.T @ x)
-        sums = part if sums is None else _add(sums, part)
+        sums = _add(sums, (x.shape[0], x.sum(axis=0), x.T @ x))
     if sums is not None:
         yield sums
 
 
 def _add(a, b):
+    """Two partial sums added; None is nothing yet."""
+    if a is None or b is None:
+        return b if a is None else a
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
 
 
@@ -69,10 +71,10 @@ class EigenPCA(PCA):
         k = self.getK()
         column = self.getInputCol()
         rows = dataset.select(vector_to_array(column, "float64")).rdd
-        sums = rows.mapPartitions(_partial_sums)
-        if sums.isEmpty():
+        sums = rows.mapPartitions(_partial_sums).treeAggregate(None, _add, _add, depth=2)
+        if sums is None:
             raise ValueError(f"PCA: no rows to fit on in column {column}")
-        n, total, gram = sums.treeReduce(_add, depth=2)
+        n, total, gram = sums
         d = gram.shape[0]
         if not 0 < k <= d:
             raise ValueError(f"PCA: k={k} must be between 1 and the {d} input values")
