@@ -62,10 +62,10 @@ test-fast: install browser  ## the test suite without the slow tests
 test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
 	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)
 
-bench: install  ## run the benchmarks (~20 min): bench/results.json, bench/results.md, README's table
+bench: install  ## run the benchmarks (~16 min): bench/results.json, bench/results.md, README's table
 	$(PY) -m vidspark_bench.bench --out bench --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
-eval: install  ## camera-grouped quality on ../shared/data/fights (~20 min): eval/results.*, README's table
+eval: install  ## camera-grouped quality on ../shared/data/fights (~10 min): eval/results.*, README's table
 	PYSPARK_SUBMIT_ARGS="--driver-memory 4g pyspark-shell" $(PY) -m vidspark_bench.evaluate --data $(EVAL_DATA) --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
 package:  ## build dist/vidspark-env.tar.gz: a packed virtualenv to ship with spark-submit --archives
