@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from vidspark.session import QUICK_COMPILER
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.abspath(os.path.join(
     ROOT, "..", "shared", "models", "inception_v3_notop_imagenet_partial.weights.h5"))
@@ -22,11 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The spark-submit and vidspark commands the tests run (they inherit this) compile with the JVM's
 # quick C1 compiler only, with the serial collector: they live seconds to minutes, and in a short
 # nightly job C2's compiler threads spent about 60% of the JVM's CPU time (-XX:+CITime), time the
-# other test process needs. C1 alone shrinks the JVM's default code cache to 48 MB, too small
-# for a whole nightly job ("Out of space in CodeCache for adapters" in a random forest fit), so
-# the cache keeps the tiered default's 240 MB. The session below, which lives as long as the
-# test run and fits most models, keeps the JVM's defaults, as users' jobs do.
-QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+# other test process needs (vidspark.session.QUICK_COMPILER keeps the code cache a whole job
+# needs). The session below, which lives as long as the test run and fits most models, keeps
+# the JVM's defaults, as users' jobs do.
+QUICK_JVM = f"{QUICK_COMPILER} -XX:+UseSerialGC"
 os.environ.setdefault("SPARK_SUBMIT_OPTS", QUICK_JVM)
 
 

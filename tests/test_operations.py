@@ -24,6 +24,9 @@ from tests.test_e2e import _env, TABLES
 pytestmark = pytest.mark.slow
 
 
+CHUNK = 24   # video-seconds per extraction commit, frames per featurization commit
+
+
 def write_conf(tmp, name, data_root, weights) -> str:
     conf = tmp / f"{name}.yaml"
     conf.write_text(yaml.safe_dump({
@@ -31,9 +34,9 @@ def write_conf(tmp, name, data_root, weights) -> str:
         "input": {"train_videos": f"{data_root}/train", "score_videos": f"{data_root}/score",
                   "labels": f"{data_root}/labels.csv"},
         # several commits per stage: 15 clips of 8 s are 5 chunks of extraction and featurization
-        "extract": {"chunk_seconds": 24},
+        "extract": {"chunk_seconds": CHUNK},
         "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8,
-                       "chunk_frames": 24},
+                       "chunk_frames": CHUNK},
         "spark": {"spark.sql.shuffle.partitions": 4},
     }))
     return str(conf)
@@ -128,7 +131,7 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     storage.register_tables(spark, crash_config)
     committed = storage.read(spark, crash_config, "features").count()
     # whole chunks only, in order: at least the first chunks - 1, not all
-    assert committed % 24 == 0 and (chunks - 1) * 24 <= committed < total_frames, committed
+    assert committed % CHUNK == 0 and (chunks - 1) * CHUNK <= committed < total_frames, committed
     assert storage.read(spark, crash_config, "predictions").count() == 0
 
     # 4. The next run takes over the dead run's lock and featurizes only what was not committed.

@@ -133,19 +133,16 @@ def sql_main(argv=None, prog: str | None = None) -> None:
                 conn.close()
             return
     from vidspark import sqlserver, storage
-    from vidspark.session import build_spark
+    from vidspark.session import QUICK_COMPILER, build_spark
 
-    # A short-lived reader: no UI, the JVM's quick compiler only (a few seconds less to answer;
-    # the code cache keeps the tiered default's size, C1 alone would shrink it to 48 MB),
+    # A short-lived reader: no UI, the JVM's quick compiler only (a few seconds less to answer),
     # small Delta snapshots in one partition; the config's own settings win. Read-only like the
     # server (its check needs `make install`; without it only queries are let through).
     checked = sqlserver.has_read_only_extension()
     if not checked and not _looks_read_only(args.query):
         raise VidsparkError("only queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES) run "
                             "here; the jobs change the tables")
-    quick = {"spark.ui.enabled": "false",
-             "spark.driver.extraJavaOptions":
-                 "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"}
+    quick = {"spark.ui.enabled": "false", "spark.driver.extraJavaOptions": QUICK_COMPILER}
     config = config.with_spark({**quick, **config.spark,
                                 **(sqlserver.read_only_settings(config) if checked else {}),
                                 "spark.databricks.delta.snapshotPartitions": "1"})

@@ -12,6 +12,7 @@ again for motion only; their frames are kept.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import os
 import resource
@@ -157,7 +158,7 @@ def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
             if _is_video(entry.name, exts):   # a folder named like a video is reported too
                 files.append(_stat(entry.path))
     if subdirs:
-        parts = min(len(subdirs), spark.sparkContext.defaultParallelism * 4)
+        parts = _task_count(spark, len(subdirs))
         walked = (spark.createDataFrame([(d,) for d in sorted(subdirs)], "path string")
                   .repartition(parts).mapInPandas(_walk_fn(exts), _LISTED).collect())
         files += [r.asDict() for r in walked]
@@ -453,9 +454,14 @@ def _probe(spark: SparkSession, candidates: list[dict]) -> list[dict]:
     """Hash and probe every candidate file, one Spark task per few files."""
     if not candidates:
         return []
-    parts = min(len(candidates), spark.sparkContext.defaultParallelism * 4)
+    parts = _task_count(spark, len(candidates))
     df = spark.createDataFrame(candidates, _CANDIDATES).repartition(parts)
     return [r.asDict() for r in df.mapInPandas(_probe_partitions, _PROBED).collect()]
+
+
+def _task_count(spark: SparkSession, items: int) -> int:
+    """Tasks for ``items`` pieces of per-file work: one each, at most four per core."""
+    return max(1, min(items, spark.sparkContext.defaultParallelism * 4))
 
 
 def _ranges(spark: SparkSession, decodable: list[dict], split_seconds: int) -> DataFrame:
@@ -463,22 +469,22 @@ def _ranges(spark: SparkSession, decodable: list[dict], split_seconds: int) -> D
     with about equal video-seconds each (by their headers): a task per range would spend more
     on task and file overhead than on decoding when the videos are short clips, and write as
     many small files per table."""
-    ranges, seconds = [], []
+    pieces = []   # (estimated seconds, range row)
     for r in decodable:
         duration = (r["header_frame_count"] or 0) / r["fps"] if r["fps"] else 0.0
         for start, end in V.plan_ranges(duration, split_seconds):
-            ranges.append((r["video"], r["path"], start, end, float(r["first_ts_ms"]),
-                           float(r["fps"] or 0.0), r.get("camera")))
-            seconds.append(max((duration if end is None else end) - start, 1.0))
-    sc = spark.sparkContext
-    tasks = [[] for _ in range(max(1, min(len(ranges), sc.defaultParallelism * 4)))]
-    load = [0.0] * len(tasks)
-    for i in sorted(range(len(ranges)), key=lambda i: -seconds[i]):   # longest first, to the
-        k = load.index(min(load))                                       # least loaded task
-        tasks[k].append(ranges[i])
-        load[k] += seconds[i]
+            pieces.append((max((duration if end is None else end) - start, 1.0),
+                           (r["video"], r["path"], start, end, float(r["first_ts_ms"]),
+                            float(r["fps"] or 0.0), r.get("camera"))))
+    tasks = [[] for _ in range(_task_count(spark, len(pieces)))]
+    loads = [(0.0, k) for k in range(len(tasks))]     # a heap: the least loaded task first
+    for seconds, row in sorted(pieces, key=lambda p: -p[0]):   # longest first
+        load, k = heapq.heappop(loads)
+        tasks[k].append(row)
+        heapq.heappush(loads, (load + seconds, k))
     # parallelize puts one list in each partition; flatMap keeps the rows in it
-    return spark.createDataFrame(sc.parallelize(tasks, len(tasks)).flatMap(lambda t: t), _RANGES)
+    rows = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda t: t)
+    return spark.createDataFrame(rows, _RANGES)
 
 
 def _decoder(config: Config, frames: bool = True):
@@ -537,7 +543,7 @@ def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
         return 0
     log.info("extract: measuring motion (%s) of %d stored videos", version, len(videos))
     # A range needs the first frame's timestamp, which the videos row lacks: probe (in tasks).
-    parts = min(len(videos), spark.sparkContext.defaultParallelism * 4)
+    parts = _task_count(spark, len(videos))
     first = {r.video: r.first_ts_ms for r in
              spark.createDataFrame([(r["video"], r["path"]) for r in videos], "video string, path string")
              .repartition(parts).mapInPandas(_first_timestamps, _FIRST)
