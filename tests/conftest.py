@@ -2,6 +2,7 @@
 offline InceptionV3 weights file."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -21,12 +22,13 @@ TEST_CONF = os.path.join(ROOT, "conf", "test.yaml")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--master local[2] --driver-memory 4g pyspark-shell")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The spark-submit and vidspark commands the tests run (they inherit this) compile with the JVM's
-# quick C1 compiler only, with the serial collector: they live seconds to minutes, and in a short
-# nightly job C2's compiler threads spent about 60% of the JVM's CPU time (-XX:+CITime), time the
-# other test process needs (vidspark.session.QUICK_COMPILER keeps the code cache a whole job
-# needs). The session below, which lives as long as the test run and fits most models, keeps
-# the JVM's defaults, as users' jobs do.
+# The JVMs the tests start compile with the JVM's quick C1 compiler only
+# (vidspark.session.QUICK_COMPILER keeps the code cache a whole job needs): on the tests' small
+# data C2's compiler threads cost more CPU than its faster code saves (in a short nightly job
+# they spent about 60% of the JVM's CPU time, -XX:+CITime; the session's C2 cost test_train
+# 50 CPU-seconds and saved no time), CPU the other test process needs. The spark-submit and
+# vidspark commands (they inherit SPARK_SUBMIT_OPTS) also use the serial collector; the session
+# below, which lives as long as the test run with a 4 GB heap, keeps the default one.
 QUICK_JVM = f"{QUICK_COMPILER} -XX:+UseSerialGC"
 os.environ.setdefault("SPARK_SUBMIT_OPTS", QUICK_JVM)
 
@@ -53,13 +55,14 @@ def spark(tmp_path_factory):
     from vidspark.session import build_spark
 
     config = make_config(tmp_path_factory.mktemp("session"))
-    quick = os.environ.pop("SPARK_SUBMIT_OPTS", None) if os.environ.get(
-        "SPARK_SUBMIT_OPTS") == QUICK_JVM else None
+    inherited = os.environ.get("SPARK_SUBMIT_OPTS")
+    if inherited == QUICK_JVM:
+        os.environ["SPARK_SUBMIT_OPTS"] = QUICK_COMPILER
     try:
         session = build_spark(config, app_name="vidspark-tests")
     finally:
-        if quick is not None:
-            os.environ["SPARK_SUBMIT_OPTS"] = quick
+        if inherited == QUICK_JVM:
+            os.environ["SPARK_SUBMIT_OPTS"] = inherited
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -77,17 +80,30 @@ def demo_data(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def featurized(spark, tmp_path_factory, weights_path):
-    """Small demo clips (6 s each) extracted, labelled and featurized once; tests copy the store
-    with ``fresh_store``."""
+def featurized(spark, tmp_path_factory, weights_path, worker_id):
+    """Small demo clips (6 s each) extracted, labelled and featurized once per test run (the
+    first test process that needs them builds them, under a file lock, and the others read
+    them); tests read the store as it is or copy it with ``fresh_store``, never write to it."""
     from vidspark import pipeline, storage
     from vidspark_demo import generate_demo_dataset
 
-    tmp = tmp_path_factory.mktemp("featurized")
-    info = generate_demo_dataset(str(tmp), seconds=6)
-    config = make_config(tmp, f"input.labels={info['labels']}")
-    storage.register_tables(spark, config)
-    pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
+    if worker_id == "master":           # one test process: its own temporary folder
+        tmp, lock = tmp_path_factory.mktemp("featurized"), None
+    else:                               # pytest-xdist: the folder all its test processes share
+        tmp = tmp_path_factory.getbasetemp().parent / "featurized"
+        tmp.mkdir(exist_ok=True)
+        lock = open(tmp.parent / "featurized.lock", "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        info = generate_demo_dataset(str(tmp), seconds=6)
+        config = make_config(tmp, f"input.labels={info['labels']}")
+        storage.register_tables(spark, config)
+        if not (tmp / ".featurized").exists():
+            pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
+            (tmp / ".featurized").touch()
+    finally:
+        if lock is not None:
+            lock.close()                # releases the lock
     return {"tmp": tmp, "config": config, "labels": info["labels"]}
 
 
