@@ -361,12 +361,14 @@ def sql_server(run):
     proc.wait(timeout=60)
 
 
-def beeline(url: str, statement: str) -> subprocess.CompletedProcess:
-    """Hive's JDBC client (beeline, shipped with PySpark) runs one statement."""
+def beeline(url: str, statement: str | None, *options: str) -> subprocess.CompletedProcess:
+    """Hive's JDBC client (beeline, shipped with PySpark) runs one statement (``-e``), or with
+    ``options`` such as ``-f script`` what they say."""
     import pyspark
 
     tool = os.path.join(os.path.dirname(pyspark.__file__), "bin", "beeline")
-    proc = subprocess.run([tool, "-u", url, "--silent=true", "--outputformat=csv2", "-e", statement],
+    run = [*options] if options else ["-e", statement]
+    proc = subprocess.run([tool, "-u", url, "--silent=true", "--outputformat=csv2", *run],
                           capture_output=True, text=True, timeout=300, env=_env())
     # beeline prints its prompt before the first line of output
     proc.stdout = re.sub(r"^\d+: jdbc:hive2://\S+> ", "", proc.stdout, flags=re.M)
@@ -399,19 +401,26 @@ WRITES = [
 ]
 
 
-@pytest.mark.parametrize("statement", WRITES)
-def test_sql_server_refuses_writes(spark, run, sql_server, statement):
+def test_sql_server_refuses_writes(spark, run, sql_server, tmp_path):
     before = counts(spark, run["config"])
-    proc = beeline(sql_server["url"], statement)
-    assert "vidspark SQL is read-only" in proc.stdout + proc.stderr
+    # one JDBC session runs them all as a script, going on after each error (--force)
+    script = tmp_path / "writes.sql"
+    script.write_text("".join(f"{statement};\n" for statement in WRITES))
+    proc = beeline(sql_server["url"], None, "--force=true", "-f", str(script))
+    out = proc.stdout + proc.stderr
+    refused = re.findall(r"Error running query: \S+: vidspark SQL is read-only: (.+?) is not "
+                         r"allowed", out)
+    assert len(refused) == len(WRITES), out[-5000:]
     assert counts(spark, run["config"]) == before
-    # the same through `vidspark sql`: one line, exit status 1
-    cli = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
-                          f"sql_server.port={sql_server['port']}", statement], cwd=ROOT,
-                         env=_unactivated_env(), capture_output=True, text=True, timeout=300)
-    assert cli.returncode == 1
-    assert cli.stderr.strip().splitlines() == [cli.stderr.strip().splitlines()[-1]]
-    assert cli.stderr.startswith("vidspark sql: vidspark SQL is read-only:")
+    # the same through `vidspark sql`, a statement at a time: one line, exit status 1
+    for statement in WRITES:
+        cli = subprocess.run([VIDSPARK, "sql", "--config", sql_server["conf"], "--set",
+                              f"sql_server.port={sql_server['port']}", statement], cwd=ROOT,
+                             env=_unactivated_env(), capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 1, statement
+        assert cli.stderr.strip().splitlines() == [cli.stderr.strip().splitlines()[-1]], statement
+        assert cli.stderr.startswith("vidspark sql: vidspark SQL is read-only:"), statement
+    assert counts(spark, run["config"]) == before
 
 
 def test_sql_server_still_answers_after_refusing(sql_server):

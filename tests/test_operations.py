@@ -37,7 +37,11 @@ def write_conf(tmp, name, data_root, weights) -> str:
         "extract": {"chunk_seconds": CHUNK},
         "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8,
                        "chunk_frames": CHUNK},
-        "spark": {"spark.sql.shuffle.partitions": 4},
+        # a small forest: what is tested is what a crash keeps, not the model
+        "train": {"random_forest": {"num_trees": [20]}},
+        # the tests' small-data engine settings (conf/test.yaml; the e2e test keeps the defaults)
+        "spark": {"spark.sql.shuffle.partitions": 4, "spark.sql.codegen.wholeStage": False,
+                  "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
     }))
     return str(conf)
 
