@@ -11,9 +11,10 @@ DEMO_DATA ?= data/demo
 DEMO_WEIGHTS := $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),imagenet)
 ARGS ?=
 PYTEST_ARGS ?=
-# test processes side by side (pytest-xdist; each test module stays in one of them); 0: one process
+# test processes side by side (pytest-xdist; each test module stays in one of them, the longest
+# first: tests/conftest.py orders them, and xdist keeps that order); 0: one process
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 EVAL_DATA ?= ../shared/data/fights
 

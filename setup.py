@@ -50,7 +50,7 @@ setup(
         "jax": ["jax[cpu]>=0.10,<0.11"],
         "gpu": ["jax[cuda12]>=0.10,<0.11"],
         # deltalake: delta-rs, an independent Delta reader (no Spark) that every table must suit
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.6,<4", "psutil>=5.9,<8",
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.8,<4", "psutil>=5.9,<8",
                  "deltalake>=1.1,<2", "jax[cpu]>=0.10,<0.11", "av>=14,<19", *NOTEBOOK_REQUIRES],
     },
     entry_points={

@@ -30,7 +30,9 @@ def free_port() -> int:
 
 
 def spark_class(*args: str, log) -> subprocess.Popen:
-    env = dict(_env(), SPARK_LOCAL_IP="127.0.0.1", SPARK_NO_DAEMONIZE="1")
+    # the master and workers live as long as the test: the quick compiler (conftest)
+    env = dict(_env(), SPARK_LOCAL_IP="127.0.0.1", SPARK_NO_DAEMONIZE="1",
+               SPARK_DAEMON_JAVA_OPTS=QUICK_JVM)
     return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "spark-class"), *args],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -91,6 +93,7 @@ def test_nightly_job_on_a_standalone_cluster(cluster, spark, weights_path):
         "input": {"train_videos": str(data / "train"), "score_videos": str(data / "score"),
                   "labels": str(data / "labels.csv")},
         "featurizer": {"weights": weights_path, "batch_size": 8},
+        "train": {"random_forest": {"num_trees": [20]}},     # the deployment is tested, not the model
     }))
     # the executors live as long as the job: the quick compiler, like the driver (conftest)
     proc = subprocess.run(
