@@ -186,7 +186,9 @@ def test_clip_falls_back_to_stored_frames_when_the_source_is_gone(spark, scored)
     good = review.clip(spark, config, seg.segment_id)
     assert good.mime == "video/mp4" and not good.note
     assert os.path.isfile(path)
-    os.rename(path, path + ".away")      # the source file is gone (moved away for a moment)
+    # the source file is gone (moved away for a moment; the featurized clips are shared by the
+    # test processes, and only this module cuts clips from them)
+    os.rename(path, path + ".away")
     try:
         fallback = review.clip(spark, config, seg.segment_id)
     finally:
