@@ -18,7 +18,7 @@ from vidspark import storage
 from vidspark.config import load_config
 from vidspark.storage.lock import LOCK_NAME
 from vidspark_demo import generate_demo_dataset
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_CONF
 from tests.test_e2e import _env, TABLES
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,8 @@ def write_conf(tmp, name, data_root, weights) -> str:
                        "chunk_frames": CHUNK},
         # a small forest: what is tested is what a crash keeps, not the model
         "train": {"random_forest": {"num_trees": [20]}},
-        # the tests' small-data engine settings (conf/test.yaml; the e2e test keeps the defaults)
-        "spark": {"spark.sql.shuffle.partitions": 4, "spark.sql.codegen.wholeStage": False,
-                  "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
+        # the tests' small-data engine settings (the e2e test keeps Spark's defaults)
+        "spark": load_config(TEST_CONF).spark,
     }))
     return str(conf)
 
