@@ -59,7 +59,7 @@ def spark(tmp_path_factory):
     if inherited == QUICK_JVM:
         os.environ["SPARK_SUBMIT_OPTS"] = QUICK_COMPILER
     try:
-        session = build_spark(config, app_name="vidspark-tests")
+        session = build_spark(config, app_name="vidspark-tests", runs_model=True)
     finally:
         if inherited == QUICK_JVM:
             os.environ["SPARK_SUBMIT_OPTS"] = inherited

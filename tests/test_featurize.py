@@ -76,6 +76,46 @@ def test_backends_switch_in_a_reused_worker(spark, images, weights_path):
     assert np.abs(tf1 - jx).max() > 0
 
 
+def test_workers_fork_from_one_daemon_that_imported_the_backend(spark):
+    """The tests' session featurizes (conftest builds it with ``runs_model``): its Python workers
+    are forks of vidspark.worker's daemon, which imported TensorFlow and froze what the imports
+    made out of the garbage collector; mapInPandas and pandas UDFs share that one daemon."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from vidspark.worker import preload_list
+
+    def where(batches):
+        import gc
+        import os
+
+        for _ in batches:
+            pass
+        daemon = os.getppid()
+        with open(f"/proc/{daemon}/cmdline") as fh:
+            cmdline = fh.read().replace("\0", " ")
+        with open(f"/proc/{daemon}/maps") as fh:
+            tensorflow = "_pywrap_tensorflow" in fh.read()
+        yield pd.DataFrame([{"daemon": daemon, "cmdline": cmdline, "tensorflow": tensorflow,
+                             "frozen": gc.get_freeze_count()}])
+
+    @F.pandas_udf("int")
+    def daemon_of(ids: pd.Series) -> pd.Series:
+        import os
+
+        return pd.Series([os.getppid()] * len(ids))
+
+    rows = (spark.range(2, numPartitions=2)
+            .mapInPandas(where, "daemon int, cmdline string, tensorflow boolean, frozen int")
+            .collect())
+    assert all("-m vidspark.worker pyspark.worker" in r.cmdline for r in rows), rows
+    assert all(r.tensorflow and r.frozen > 10_000 for r in rows), rows
+    udf_daemons = {r[0] for r in spark.range(2, numPartitions=2).select(daemon_of("id")).collect()}
+    assert udf_daemons == {r.daemon for r in rows} and len(udf_daemons) == 1
+    assert preload_list("jax") == preload_list() == "numpy,pandas,pyarrow,cv2"
+    assert preload_list("tensorflow").endswith(",tensorflow,keras")
+
+
 def test_weights_identity(weights_path, monkeypatch):
     cfg = load_config(TEST_CONF, [f"featurizer.weights={weights_path}"])
     arg, identity = FZ.resolve_weights(cfg)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vidspark import pipeline, storage
+from vidspark.media import video as V
 from vidspark.stages import extract, train
 from vidspark.storage.schemas import TABLES_NAMES
 from vidspark_demo import decode_index_frame, generate_demo_dataset, write_index_video
@@ -38,6 +39,26 @@ def test_long_video_is_split_into_ranges_decoded_by_separate_tasks(spark, tmp_pa
     changed = extract.run(spark, config)
     assert (changed["new_videos"], changed["frames"]) == (1, 5)
     assert storage.read(spark, config, "frames").count() == 5
+
+
+def test_ranges_are_spread_over_tasks_by_video_seconds(spark):
+    """Ranges are planned into at most four tasks per core with about equal video-seconds, and
+    each planned task is one partition of what the decoder reads."""
+    from pyspark.sql import functions as F
+
+    videos = [{"video": f"v{i}", "path": f"/videos/v{i}.mpg", "header_frame_count": 25 * (10 + 7 * i),
+               "fps": 25.0, "first_ts_ms": 0.0, "camera": "c"} for i in range(13)]
+    ranges = extract._ranges(spark, videos, 30).withColumn("task", F.spark_partition_id()).toPandas()
+    seconds = {v["video"]: v["header_frame_count"] / 25 for v in videos}
+    ranges["seconds"] = [(seconds[v] if np.isnan(end) else end) - start
+                         for v, start, end in zip(ranges.video, ranges.range_start, ranges.range_end)]
+    planned = sum(len(V.plan_ranges(s, 30)) for s in seconds.values())
+    assert len(ranges) == len(ranges.drop_duplicates(["video", "range_start"])) == planned > 13
+    assert ranges.groupby("video").seconds.sum().to_dict() == seconds     # every second, once
+    tasks = spark.sparkContext.defaultParallelism * 4
+    per_task = ranges.groupby("task").seconds.sum()
+    assert sorted(per_task.index) == list(range(tasks))                   # none empty
+    assert per_task.max() - per_task.min() <= ranges.seconds.max()
 
 
 @pytest.fixture(scope="module")

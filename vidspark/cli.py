@@ -71,7 +71,7 @@ def job_main(stages: Sequence[str], description: str, argv=None, prog: str | Non
     lock = StorageLock(config, run_id).acquire()
     spark = None
     try:
-        spark = build_spark(config, app_name=f"vidspark-{job}")
+        spark = build_spark(config, app_name=f"vidspark-{job}", runs_model="featurize" in stages)
         spark.sparkContext.setLogLevel("WARN")
         logging.getLogger("vidspark").info("Spark session and tables ready in %.1fs",
                                            time.perf_counter() - started)

@@ -399,7 +399,7 @@ def bench_spark(frames_file: str, weights: str, precision: str, batch_size: int,
                                 f"featurizer.batch_size={batch_size}",
                                 f"featurizer.arrow_batch_rows={arrow_rows}",
                                 "spark.sql.shuffle.partitions=4", "spark.ui.enabled=false"])
-    spark = build_spark(config, app_name="vidspark-bench")
+    spark = build_spark(config, app_name="vidspark-bench", runs_model=True)
     spark.sparkContext.setLogLevel("ERROR")
     session_s = time.perf_counter() - t0
     with open(frames_file, "rb") as fh:
@@ -671,7 +671,7 @@ def bench_camera_pipeline(data_dir: str, weights: str, seconds: int, clips: int,
                          [f"storage.root={store}/vidspark", f"featurizer.weights={weights}",
                           f"input.train_videos={demo}/train", f"input.score_videos={incoming}",
                           f"input.labels={demo}/labels.csv"])
-    spark = build_spark(config, app_name="vidspark-bench-camera")
+    spark = build_spark(config, app_name="vidspark-bench-camera", runs_model=True)
     cores = spark.sparkContext.defaultParallelism
     pipeline.nightly(spark, config)                     # the model that scores the footage
     out = {"cores": cores, "precision": config.featurizer.precision}

@@ -180,7 +180,7 @@ def run_all(data: str, store: str, weights: str, config_file: Optional[str], fol
 
     started = time.perf_counter()
     config = eval_config(data, store, weights, config_file)
-    spark = build_spark(config, app_name="vidspark-eval")
+    spark = build_spark(config, app_name="vidspark-eval", runs_model=True)
     spark.sparkContext.setLogLevel("ERROR")
     pipeline.run_stages(spark, config, ["extract", "labels", "featurize"])
     keys = train.labelled_keys(storage.read(spark, config, "labels"),

@@ -65,6 +65,9 @@ _RANGES = T.StructType([
     T.StructField("camera", T.StringType()),
 ])
 
+_TASKS = T.StructType([T.StructField("task", T.IntegerType()),
+                       T.StructField("ranges", T.ArrayType(_RANGES))])
+
 _FIRST = T.StructType([T.StructField("video", T.StringType()),
                        T.StructField("first_ts_ms", T.DoubleType())])
 
@@ -482,9 +485,14 @@ def _ranges(spark: SparkSession, decodable: list[dict], split_seconds: int) -> D
         load, k = heapq.heappop(loads)
         tasks[k].append(row)
         heapq.heappush(loads, (load + seconds, k))
-    # parallelize puts one list in each partition; flatMap keeps the rows in it
-    rows = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda t: t)
-    return spark.createDataFrame(rows, _RANGES)
+    # A row per task holding its ranges, joined to spark.range's ids, one in each of its
+    # partitions (a broadcast join keeps them there), then a row per range. All of it runs in
+    # the JVM: a Python RDD function (parallelize + flatMap) would start Python workers of its
+    # own, from a second daemon, beside those of the stage's pandas functions.
+    packed = spark.createDataFrame(list(enumerate(tasks)), _TASKS)
+    slots = spark.range(0, len(tasks), 1, numPartitions=len(tasks))
+    return (slots.join(F.broadcast(packed), slots.id == packed.task)
+            .select(F.explode("ranges").alias("r")).select("r.*"))
 
 
 def _decoder(config: Config, frames: bool = True):

@@ -1,0 +1,88 @@
+"""The Python daemon Spark forks vidspark's Python workers from (``spark.python.daemon.module``,
+set by ``vidspark.session.build_spark``): Spark's own daemon, after importing once the modules
+every vidspark task needs, so that each forked worker starts with them loaded.
+
+A worker is a fork of the daemon. Spark's daemon imports only pyspark and numpy, so every worker
+imported pandas, pyarrow and OpenCV itself, and every worker that runs the model imported
+TensorFlow and Keras: about 4 CPU-seconds of each new worker, paid again whenever Spark starts
+a worker (one per concurrent task, and again after a worker sat idle for a minute). Imported
+here, before the forks, they cost once per executor. Only imports happen before a fork: no
+backend runs, no thread pool starts and no device is opened here (TensorFlow's threads and a
+task's GPU are set up by the task, as before).
+
+``VIDSPARK_WORKER_PRELOAD`` (``spark.executorEnv.*``, set by the session builder) lists the
+modules to import; an import that fails is reported on the executor's stderr and left to the
+task, which then fails as it would have without the daemon.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import sys
+
+PRELOAD_ENV = "VIDSPARK_WORKER_PRELOAD"
+#: What every vidspark task imports (Arrow batches, pandas UDFs, JPEG and video decoding).
+COMMON = ("numpy", "pandas", "pyarrow", "cv2")
+#: What the featurize stage's workers import, by ``featurizer.backend`` (JAX is left to the
+#: tasks: JAX warns against forking once it is imported).
+BACKEND_MODULES = {"tensorflow": ("tensorflow", "keras"), "jax": ()}
+
+
+def preload_list(backend: str | None = None) -> str:
+    """The ``VIDSPARK_WORKER_PRELOAD`` value: the common modules, and ``backend``'s when the
+    application runs the model."""
+    return ",".join(COMMON + (BACKEND_MODULES[backend] if backend else ()))
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """TensorFlow's C++ start-up notices go to file descriptor 2 whatever its log level;
+    ``VIDSPARK_NATIVE_LOGS=1`` keeps them."""
+    if os.environ.get("VIDSPARK_NATIVE_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def preload(names) -> list[str]:
+    """Import ``names``; returns those that failed (reported on stderr)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in names:
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    failed = []
+    for name in names:
+        try:
+            with _quiet_fd2():
+                importlib.import_module(name)
+        except Exception as exc:  # the task imports it again and fails with the real error
+            failed.append(name)
+            print(f"vidspark worker daemon: could not import {name} in advance: {exc}",
+                  file=sys.stderr)
+    return failed
+
+
+def main() -> None:
+    preload([n for n in os.environ.get(PRELOAD_ENV, ",".join(COMMON)).split(",") if n])
+    from pyspark import daemon
+
+    # A worker runs a full garbage collection after every task (pyspark.daemon). Without this,
+    # each one walks every object the imports above made, copying the pages that hold them into
+    # the worker (copy-on-write): that cost more CPU than the imports save. Frozen objects are
+    # left out of collections.
+    gc.freeze()
+
+    daemon.manager()
+
+
+if __name__ == "__main__":
+    main()
