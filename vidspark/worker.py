@@ -4,11 +4,14 @@ every vidspark task needs, so that each forked worker starts with them loaded.
 
 A worker is a fork of the daemon. Spark's daemon imports only pyspark and numpy, so every worker
 imported pandas, pyarrow and OpenCV itself, and every worker that runs the model imported
-TensorFlow and Keras: about 4 CPU-seconds of each new worker, paid again whenever Spark starts
-a worker (one per concurrent task, and again after a worker sat idle for a minute). Imported
-here, before the forks, they cost once per executor. Only imports happen before a fork: no
-backend runs, no thread pool starts and no device is opened here (TensorFlow's threads and a
-task's GPU are set up by the task, as before).
+TensorFlow and Keras: about 3 of the 6.5 CPU-seconds a new featurizing worker took to build the
+model and run its first batches, paid again whenever Spark starts a worker (one per concurrent
+task, and again after a worker sat idle for a minute). Imported here, before the forks, they
+cost once per executor. Only imports happen before a fork: no backend runs, no model is built
+and no device is opened here (TensorFlow's threads and a task's GPU are set up by the task, as
+before). The helper threads the imports start (OpenBLAS's, as under Spark's own daemon, and
+pyarrow's jemalloc) do not carry over into a fork; every stage's results are the same with this
+daemon (the test suite, featurize against plain Keras included).
 
 ``VIDSPARK_WORKER_PRELOAD`` (``spark.executorEnv.*``, set by the session builder) lists the
 modules to import; an import that fails is reported on the executor's stderr and left to the
