@@ -19,7 +19,6 @@ task, which then fails as it would have without the daemon.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import os
@@ -39,33 +38,17 @@ def preload_list(backend: str | None = None) -> str:
     return ",".join(COMMON + (BACKEND_MODULES[backend] if backend else ()))
 
 
-@contextlib.contextmanager
-def _quiet_fd2():
-    """TensorFlow's C++ start-up notices go to file descriptor 2 whatever its log level;
-    ``VIDSPARK_NATIVE_LOGS=1`` keeps them."""
-    if os.environ.get("VIDSPARK_NATIVE_LOGS") == "1":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def preload(names) -> list[str]:
     """Import ``names``; returns those that failed (reported on stderr)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in names:
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from vidspark.stages.featurize import quiet_native_stderr    # TensorFlow's C++ notices
+
     failed = []
     for name in names:
         try:
-            with _quiet_fd2():
+            with quiet_native_stderr():
                 importlib.import_module(name)
         except Exception as exc:  # the task imports it again and fails with the real error
             failed.append(name)

@@ -164,7 +164,7 @@ def _init_tensorflow(threads: int) -> bool:
         addresses = _gpu_addresses()
         if addresses and "CUDA_VISIBLE_DEVICES" not in os.environ:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
-        with _quiet_native_stderr():      # its C++ start-up notices (oneDNN, absl)
+        with quiet_native_stderr():      # its C++ start-up notices (oneDNN, absl)
             import tensorflow as tf
 
             gpus = tf.config.list_physical_devices("GPU")
@@ -211,7 +211,7 @@ def _init_jax(threads: int) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Silence the process's file descriptor 2 while a backend starts and builds a model:
     TensorFlow's C++ library prints notices there (oneDNN, absl) whatever its log level, once
     per task process. Python exceptions still propagate; ``VIDSPARK_NATIVE_LOGS=1`` keeps them."""
@@ -274,7 +274,7 @@ def load_model(weights: str, seed: int = 0, precision: str = "float32", threads:
         if precision == "bfloat16":
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
         try:
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 _MODELS[key] = keras.applications.InceptionV3(
                     include_top=False, pooling="avg", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
                     weights=None if weights == "random" else weights)
