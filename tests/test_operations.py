@@ -24,7 +24,8 @@ from tests.test_e2e import _env, TABLES
 pytestmark = pytest.mark.slow
 
 
-CHUNK = 24   # video-seconds per extraction commit, frames per featurization commit
+SECONDS = 4  # the demo clips' length
+CHUNK = 12   # video-seconds per extraction commit, frames per featurization commit
 
 
 def write_conf(tmp, name, data_root, weights) -> str:
@@ -33,7 +34,7 @@ def write_conf(tmp, name, data_root, weights) -> str:
         "storage": {"root": str(tmp / name)},
         "input": {"train_videos": f"{data_root}/train", "score_videos": f"{data_root}/score",
                   "labels": f"{data_root}/labels.csv"},
-        # several commits per stage: 15 clips of 8 s are 5 chunks of extraction and featurization
+        # several commits per stage: 15 clips of 4 s are 5 chunks of extraction and featurization
         "extract": {"chunk_seconds": CHUNK},
         "featurizer": {"weights": weights, "batch_size": 8, "arrow_batch_rows": 8,
                        "chunk_frames": CHUNK},
@@ -87,7 +88,7 @@ def snapshot(spark, config) -> dict:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops-data")
-    generate_demo_dataset(str(root), seconds=8)
+    generate_demo_dataset(str(root), seconds=SECONDS)
     return str(root)
 
 
@@ -106,7 +107,7 @@ def test_concurrent_runs_and_crashes_in_extraction_and_featurization(spark, tmp_
     assert clean.wait(timeout=900) == 0, clean.stdout.read()[-3000:]
 
     crash_config = load_config(crash_conf)
-    total_videos, total_frames = 15, 15 * 8
+    total_videos, total_frames = 15, 15 * SECONDS
 
     # 2. A run killed (SIGKILL, whole process group) after extraction committed its first chunk.
     crashed = start(crash_conf)
