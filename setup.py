@@ -10,6 +10,9 @@ INSTALL_REQUIRES = [
     "tensorflow==2.21.0; platform_machine != 'x86_64'",
     "keras>=3.10,<4",
     "opencv-python-headless>=4.10,<5",
+    # decoding: FFmpeg through PyAV (its wheel carries FFmpeg): frames stay in the decoder's YUV
+    # planes until asked for, so motion reads the luma plane and only the kept frame is converted
+    "av>=14,<19",
     "numpy>=1.26,<3",
     "pandas>=2.2,<3",
     "pyarrow>=15,<23",  # the newest line released before pyspark 4.1.1; tested
@@ -42,16 +45,16 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "notebook": NOTEBOOK_REQUIRES,
-        # make bench: process-tree memory of the driver and Python workers; PyAV (its wheel
-        # carries FFmpeg with libx264) writes the generated 1080p/720p H.264 camera clips
-        "bench": ["psutil>=5.9,<8", "av>=14,<19"],
+        # make bench: process-tree memory of the driver and Python workers (PyAV, a dependency,
+        # writes the generated 1080p/720p H.264 camera footage with its wheel's libx264)
+        "bench": ["psutil>=5.9,<8"],
         # featurizer.backend: jax. Keras 3 on JAX runs the same graph and weights; [gpu] brings
         # JAX with its CUDA 12 libraries (GPU machines without a matching TensorFlow build).
         "jax": ["jax[cpu]>=0.10,<0.11"],
         "gpu": ["jax[cuda12]>=0.10,<0.11"],
         # deltalake: delta-rs, an independent Delta reader (no Spark) that every table must suit
         "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.8,<4", "psutil>=5.9,<8",
-                 "deltalake>=1.1,<2", "jax[cpu]>=0.10,<0.11", "av>=14,<19", *NOTEBOOK_REQUIRES],
+                 "deltalake>=1.1,<2", "jax[cpu]>=0.10,<0.11", *NOTEBOOK_REQUIRES],
     },
     entry_points={
         "console_scripts": [

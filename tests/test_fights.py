@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from vidspark import pipeline, storage
 from vidspark.config import load_config
+from vidspark.media import motion as M
 from tests.conftest import ROOT, WEIGHTS
 from tests.helpers import write_scene
 
@@ -43,7 +44,7 @@ def test_trained_on_every_labelled_camera(spark, night):
     assert t["feature_set"] in ("motion", "motion+change") and t["model_type"] == "random_forest"
     model = storage.read(spark, night["config"], "models").where("champion").first()
     assert (model.feature_set, model.model_type) == (t["feature_set"], t["model_type"])
-    assert model.motion_version == "motion-1:w128:fps10"
+    assert model.motion_version == f"{M.ALGORITHM}:w128:fps10"
     print(f"fights, camera-grouped CV of the sweep's best: areaUnderPR {model.area_under_pr:.3f}, "
           f"areaUnderROC {model.area_under_roc:.3f}")
     assert model.area_under_roc > 0.7       # far from a coin: cameras held out whole

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vidspark import pipeline, storage
-from vidspark.media import video as V
+from vidspark.media import motion as M, video as V
 from vidspark.stages import extract, train
 from vidspark.storage.schemas import TABLES_NAMES
 from vidspark_demo import decode_index_frame, generate_demo_dataset, write_index_video
@@ -137,7 +137,7 @@ def test_motion_of_stored_videos_is_measured_again_when_missing_or_outdated(spar
     narrow = make_config(tmp_path, "input.score_videos=null", "extract.motion_width=96")
     third = extract.run(spark, narrow)
     assert third["motion_remeasured"] == 2
-    assert {v[3] for v in motion(narrow).values()} == {"motion-1:w96:fps10"}
+    assert {v[3] for v in motion(narrow).values()} == {f"{M.ALGORITHM}:w96:fps10"}
     assert extract.run(spark, narrow)["motion_remeasured"] == 0
 
 

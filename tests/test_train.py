@@ -12,6 +12,7 @@ from pyspark.ml.linalg import Vectors
 
 from vidspark import pipeline, storage
 from vidspark.config import ConfigError
+from vidspark.media import motion
 from vidspark.stages import evaluation, train
 from vidspark.stages.pca import EigenPCA
 from vidspark.storage import tracking
@@ -156,7 +157,7 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     assert int(parent.params["data.positives"]) + int(parent.params["data.negatives"]) == report["rows"]
     # conf/test.yaml trains on motion alone: no embeddings in the model
     assert parent.params["data.weights"] == "none" and parent.params["feature_set"] == "motion"
-    assert parent.params["data.motion_version"] == "motion-1:w128:fps10"
+    assert parent.params["data.motion_version"] == f"{motion.ALGORITHM}:w128:fps10"
     assert parent.params["data.features_version"].isdigit()
     assert parent.params["data.labels_version"].isdigit()
     for key in ("areaUnderPR", "areaUnderROC", "precision_at_k", "precision", "recall", "f1",
@@ -181,7 +182,7 @@ def test_training_is_tracked_and_registered_and_scoring_uses_the_champion(spark,
     model = tracking.load_spark_model(config, 1)
     assert model.stages[-1].getThreshold() == pytest.approx(parent.metrics["threshold"])
     assert {champion.tags[k] for k in ("feature_set", "model_type", "motion_version")} == {
-        "motion", "logistic_regression", "motion-1:w128:fps10"}
+        "motion", "logistic_regression", f"{motion.ALGORITHM}:w128:fps10"}
     frame, threshold = tracking.validation(config)
     assert threshold == pytest.approx(parent.metrics["threshold"]) and len(frame) == report["rows"]
     # scoring uses the champion, records its version and cuts at the stored threshold

@@ -4,7 +4,12 @@ A still frame describes the scene; a fight, a fall or someone running is change 
 the extract stage decodes a video sequentially it hands every decoded frame's timestamp to a
 ``MotionSampler``, which keeps a small grayscale copy of one frame per ``1 / fps`` seconds (the
 first decoded frame at or after each point of that grid, so videos of any frame rate are
-sampled alike) and measures the change between consecutive kept frames:
+sampled alike) and measures the change between consecutive kept frames. The copy is made from
+the decoder's luma plane, with no colour conversion (``small_luma``): every k-th pixel of it
+(k keeps at least four samples per output pixel each way), area-averaged to the copy's width,
+and studio range (16-235) stretched to 0-255 as a conversion to BGR and grey would; a frame
+without a luma plane (RGB, palette) is converted and reduced as before (``small_gray``). The
+measures:
 
 * frame differences: the mean absolute grey-level difference and the share of pixels that
   changed by more than 25 grey levels;
@@ -41,7 +46,8 @@ import cv2
 import numpy as np
 
 #: Bumped whenever the measures change; stored with every motion row (with width and rate).
-ALGORITHM = "motion-1"
+#: motion-2: the small copies come from the luma plane (motion-1: BGR frames, grey, a pyramid).
+ALGORITHM = "motion-2"
 
 _EPS_MS = 1e-3
 _DIRECTIONS = 8                              # direction histogram bins
@@ -89,6 +95,35 @@ def small_gray(bgr: np.ndarray, width: int) -> np.ndarray:
     if gray.shape[1] != width or gray.shape[0] != height:
         gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
     return gray
+
+
+# studio-range luma (16-235) -> full range, as swscale's BGR conversion then BGR2GRAY map it
+_STUDIO_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+
+
+def small_luma(y: np.ndarray, width: int, full_range: bool = False) -> np.ndarray:
+    """A grayscale copy ``width`` pixels wide (aspect kept) of a luma plane: every k-th pixel each
+    way (k leaves at least four samples per output pixel), area-averaged, and studio range
+    stretched to full range unless ``full_range``. About a tenth of the cost of converting the
+    frame to BGR and reducing that (``small_gray``), with sensor noise still averaged away."""
+    h, w = y.shape[:2]
+    height = max(8, round(h * width / w))
+    k = max(1, (w // width) // 4)
+    if k > 1:
+        y = y[::k, ::k]
+    small = cv2.resize(np.ascontiguousarray(y), (width, height), interpolation=cv2.INTER_AREA)
+    return small if full_range else cv2.LUT(small, _STUDIO_TO_FULL)
+
+
+def picture_gray(picture, width: int) -> np.ndarray:
+    """The small grayscale copy of a decoded picture (``vidspark.media.video.Picture``: its luma
+    plane when it has one) or of a BGR frame (an array)."""
+    if isinstance(picture, np.ndarray):
+        return small_gray(picture, width)
+    y, full = picture.luma()
+    if y is None:
+        return small_gray(picture.bgr(), width)
+    return small_luma(y, width, full)
 
 
 def thumbnail(gray: np.ndarray) -> bytes:
@@ -198,7 +233,8 @@ class MotionSampler:
     """Collects the motion of the seconds in ``[start, end)`` from sequentially decoded frames.
 
     The decoder calls ``wants(ts_ms)`` for every decoded frame (timestamps relative to the
-    video's first frame) and ``add(ts_ms, bgr)`` for those it wants: inside every second t, the
+    video's first frame) and ``add(ts_ms, picture)`` for those it wants (a decoded
+    ``vidspark.media.video.Picture``, or a BGR array): inside every second t, the
     first frame at or after each of t, t + 1/fps, t + 2/fps, ... Pairs of consecutive kept frames
     of the same second are measured; a pair across two seconds is not, so a second's motion is
     what happens inside it (footage held still for a second gives exactly zero), and a time
@@ -222,11 +258,11 @@ class MotionSampler:
         """Whether the frame at ``ts_ms`` is the first at or after the next sampling point."""
         return ts_ms >= self._next_ms - _EPS_MS and (self.end is None or ts_ms < self.end * 1000.0)
 
-    def add(self, ts_ms: float, bgr: np.ndarray) -> None:
+    def add(self, ts_ms: float, picture) -> None:
         second = int((ts_ms + _EPS_MS) // 1000)
         k = math.floor((ts_ms - second * 1000.0 + _EPS_MS) / self.step_ms) + 1
         self._next_ms = min(second * 1000.0 + k * self.step_ms, (second + 1) * 1000.0)
-        gray = small_gray(bgr, self.width)
+        gray = picture_gray(picture, self.width)
         last = self._last
         if last is not None and last[1] == second and last[2].shape == gray.shape:
             measures = self._measurer.measure(last[2], gray, (ts_ms - last[0]) / 1000.0)
@@ -235,11 +271,18 @@ class MotionSampler:
             self._measurer.forget()          # a new second: acceleration starts afresh
         self._last = (ts_ms, second, gray)
 
-    def add_second(self, second: int, ts_ms: float, bgr: np.ndarray) -> None:
+    def add_second(self, second: int, ts_ms: float, picture) -> None:
         """Keep the thumbnail of the frame (at ``ts_ms``) stored for ``second``."""
         last = self._last
-        gray = last[2] if last is not None and last[0] == ts_ms else small_gray(bgr, self.width)
+        gray = (last[2] if last is not None and last[0] == ts_ms
+                else picture_gray(picture, self.width))
         self.thumbs[second] = thumbnail(gray)
+
+    def release(self, second: int) -> None:
+        """Drop what is kept of ``second`` (after its vector and thumbnail were taken), so a long
+        range holds only the seconds not yet handed on."""
+        self.pairs.pop(second, None)
+        self.thumbs.pop(second, None)
 
     def vector(self, second: int) -> tuple[list, int]:
         """(``motion`` vector as floats, number of pairs) of ``second``; zeros without pairs."""

@@ -1,12 +1,21 @@
-"""Pure OpenCV video code: probing a file and sampling one frame per whole second.
+"""Video code without Spark: probing a file and sampling one frame per whole second.
 
-No Spark here: the extract stage calls these functions inside its tasks, and tests call them
-directly. The sampling rule: for t = 0, 1, 2, ... the first decoded frame whose timestamp,
-relative to the first decoded frame, is >= t seconds. Frames are found by decoding sequentially
-and reading each decoded frame's timestamp; the only seek is a single one at the start of a time
-range (see ``sample_seconds``), never a loop of ``CAP_PROP_POS_MSEC`` seeks, which on MPEG program
-streams keeps "succeeding" past the end of the file. A video whose last decoded frame is at T
-seconds therefore yields exactly floor(T) + 1 frames, whatever its header says.
+The extract stage calls these functions inside its tasks, and tests call them directly. The
+sampling rule: for t = 0, 1, 2, ... the first decoded frame whose timestamp, relative to the
+first decoded frame, is >= t seconds. Frames are found by decoding sequentially and reading each
+decoded frame's timestamp; the only seek is a single one at the start of a time range (see
+``sample_seconds``), never a loop of ``CAP_PROP_POS_MSEC`` seeks, which on MPEG program streams
+keeps "succeeding" past the end of the file. A video whose last decoded frame is at T seconds
+therefore yields exactly floor(T) + 1 frames, whatever its header says.
+
+Decoding is FFmpeg's, through PyAV (the same libraries as OpenCV's FFmpeg backend): a decoded
+frame stays in the decoder's own YUV planes until something asks for it, so the motion sampler
+takes the luma plane of the frames it measures (no colour conversion) and only the frame kept
+each second is converted to BGR. That conversion is swscale's, with the settings of OpenCV's
+FFmpeg backend, so the BGR frames are the ones ``cv2.VideoCapture.read`` returns, byte for byte
+(``make bench`` checks it against a ``CAP_PROP_POS_MSEC`` seek loop). OpenCV cannot do the same:
+its ``CAP_PROP_CONVERT_RGB`` switch hands back the luma plane when set before the first frame,
+but toggled between frames it returns garbage or fails (OpenCV 4.14).
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
+import av
 import cv2
 import numpy as np
 
@@ -24,9 +34,16 @@ from vidspark.errors import VidsparkError
 log = logging.getLogger(__name__)
 
 # FFmpeg's own decoder messages ("ac-tex damaged", "MVs not available") about a damaged file
-# would go to the task's stderr: what matters reaches the quarantine reason instead. Set
-# OPENCV_FFMPEG_LOGLEVEL=16 (errors) or 24 (warnings) to see them.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# would go to the task's stderr: what matters reaches the quarantine reason instead. PyAV ignores
+# them unless asked; VIDSPARK_FFMPEG_LOGS=1 shows them (warnings and errors), of OpenCV's FFmpeg
+# too (the review clips' fallback and the benchmark's reference loop decode with OpenCV).
+if os.environ.get("VIDSPARK_FFMPEG_LOGS") == "1":
+    import av.logging
+
+    av.logging.set_level(av.logging.WARNING)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24")
+else:
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 # Timestamps are compared in milliseconds with a little slack for float noise (40.00000000000001).
 _EPS_MS = 1e-3
@@ -77,31 +94,116 @@ def file_digest(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _open(path: str) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        cap.release()
-        raise VideoError("not a readable video: FFmpeg could not open the container")
-    return cap
+# Pixel formats whose first plane is the luma (Y) plane, 8 bits a sample; the ``j`` formats and
+# grey are full range (0-255), the others are full range only when the frame says so.
+_LUMA_FORMATS = {"yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "yuv410p", "nv12",
+                 "nv21", "nv16", "yuva420p", "yuva422p", "yuva444p", "yuvj420p", "yuvj422p",
+                 "yuvj444p", "yuvj440p", "yuvj411p", "gray"}
+_FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p", "gray"}
+_JPEG_RANGE = 2          # AVCOL_RANGE_JPEG
+
+
+class Picture:
+    """A decoded frame, converted only when asked: ``bgr()`` (what ``cv2.VideoCapture.read``
+    gives) or ``luma()`` (the frame's Y plane, no conversion at all)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: av.VideoFrame):
+        self.frame = frame
+
+    @property
+    def width(self) -> int:
+        return self.frame.width
+
+    def bgr(self) -> np.ndarray:
+        # swscale's default BT.601 coefficients, as OpenCV's FFmpeg backend converts
+        return self.frame.to_ndarray(format="bgr24")
+
+    def luma(self) -> tuple[Optional[np.ndarray], bool]:
+        """(the Y plane as a 2-D uint8 view, whether it is full range), or (None, False) for a
+        format without an 8-bit luma plane (RGB, palette, more than 8 bits a sample)."""
+        frame = self.frame
+        if frame.format.name not in _LUMA_FORMATS:
+            return None, False
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :frame.width]
+        full = frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == _JPEG_RANGE
+        return y, full
+
+
+def _open(path: str, threads: int = 1):
+    """(container, video stream) of ``path``, decoding with ``threads`` threads (0: FFmpeg's
+    choice)."""
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except Exception:  # noqa: BLE001 - whatever FFmpeg says, the file is not a readable video
+        raise VideoError("not a readable video: FFmpeg could not open the container") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError("not a readable video: FFmpeg found no video stream in the container")
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = max(0, int(threads))
+    if threads != 1:
+        stream.thread_type = "AUTO"          # frame and slice threads
+    return container, stream
+
+
+def _decoded(container, stream) -> Iterator[Picture]:
+    """Every decodable frame of ``stream`` in order. A damaged packet is skipped (FFmpeg conceals
+    what it can, as OpenCV's reader does); a container that cannot be read further ends it."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except Exception:  # noqa: BLE001 - a damaged or truncated container: its end
+            return
+        try:
+            frames = packet.decode()
+        except Exception:  # noqa: BLE001 - a damaged packet
+            continue
+        for frame in frames:
+            yield Picture(frame)
+
+
+def _ms(frame: av.VideoFrame, stream) -> float:
+    """The frame's timestamp in ms from the stream's start (as ``CAP_PROP_POS_MSEC``); 0 when it
+    has none (``_reconcile`` then counts on from the previous frame)."""
+    if frame.pts is None:
+        return 0.0
+    return float((frame.pts - (stream.start_time or 0)) * stream.time_base) * 1000.0
+
+
+def _header(container, stream) -> tuple[float, int]:
+    """(frames per second, frame count) as the container's header states them, computed as
+    OpenCV's FFmpeg backend does (the count from the duration when the header has none)."""
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else 0.0
+    count = int(stream.frames or 0)
+    if count == 0 and fps > 0:
+        seconds = (container.duration or 0) / av.time_base
+        if seconds <= 0 and stream.duration:
+            seconds = float(stream.duration * stream.time_base)
+        count = int(np.floor(seconds * fps + 0.5)) if seconds > 0 else 0
+    return fps, count
 
 
 def probe(path: str) -> Probe:
     """Open ``path``, read its header and decode its first frame."""
     if os.path.getsize(path) == 0:
         raise VideoError("empty file (0 bytes)")
-    cap = _open(path)
+    container, stream = _open(path)
     try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        ok, frame = cap.read()
-        if not ok or frame is None:
+        fps, count = _header(container, stream)
+        first = next(_decoded(container, stream), None)
+        if first is None:
             raise VideoError("no decodable frames")
-        first_ts = float(cap.get(cv2.CAP_PROP_POS_MSEC))
-        height, width = frame.shape[:2]
+        first_ts = _ms(first.frame, stream)
+        width, height = first.frame.width, first.frame.height
     finally:
-        cap.release()
+        container.close()
     if not np.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 0.0
     return Probe(fps=fps, width=width, height=height, header_frame_count=max(count, 0),
@@ -119,11 +221,22 @@ def plan_ranges(duration_hint: float, split_seconds: int) -> list[tuple[int, Opt
     return [(s, s + split_seconds) for s in starts[:-1]] + [(starts[-1], None)]
 
 
+def _seek(container, stream, ms: float) -> bool:
+    """Seek to the keyframe at or before ``ms`` (stream time, as ``_ms`` counts); False when the
+    container cannot seek."""
+    target = int(ms / 1000.0 / stream.time_base) + (stream.start_time or 0)
+    try:
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+    except Exception:  # noqa: BLE001 - not seekable: the caller decodes from the start
+        return False
+    return True
+
+
 def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
                    first_ts_ms: Optional[float] = None, fps: float = 0.0,
                    seek_margin: float = 10.0,
                    stats: Optional[RangeStats] = None,
-                   motion=None) -> Iterator[tuple[int, float, np.ndarray]]:
+                   motion=None, threads: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(second, ts_ms, bgr_frame)`` for every whole second in [start, end).
 
     ``ts_ms`` is relative to the first decoded frame of the file (``first_ts_ms``, absolute, from
@@ -133,23 +246,24 @@ def sample_seconds(path: str, *, start: int = 0, end: Optional[int] = None,
     accuracy. ``stats`` (if given) receives the count of decoded frames inside the range and the
     last timestamp, which summed over ranges give the video's decoded frame count and duration.
     ``motion`` (a ``vidspark.media.motion.MotionSampler``, if given) is shown every decoded frame's
-    timestamp and given the frames it wants, so motion costs no second decode.
+    timestamp and given the frames it wants (their luma planes), so motion costs no second
+    decode and no colour conversion. ``threads``: FFmpeg's decoding threads (0: its choice).
     """
     stats = stats if stats is not None else RangeStats()
     if start > 0 and first_ts_ms is None:
         raise ValueError("a range that starts after 0 needs first_ts_ms from probe()")
-    cap = _open(path)
+    container, stream = _open(path, threads)
     try:
         seeked = False
         if start > 0 and start - seek_margin > 0:
-            target = first_ts_ms + (start - seek_margin) * 1000.0
-            seeked = bool(cap.set(cv2.CAP_PROP_POS_MSEC, target))
+            seeked = _seek(container, stream, first_ts_ms + (start - seek_margin) * 1000.0)
             if not seeked:
-                cap.release()
-                cap = _open(path)
-        yield from _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, motion)
+                container.close()
+                container, stream = _open(path, threads)
+        yield from _decode_forward(container, stream, path, start, end, first_ts_ms, fps,
+                                   stats, seeked, motion, threads)
     finally:
-        cap.release()
+        container.close()
 
 
 def _reconcile(raw: float, prev: Optional[float], frame_ms: float) -> float:
@@ -177,15 +291,14 @@ def _reconcile(raw: float, prev: Optional[float], frame_ms: float) -> float:
     return raw if raw > prev else predicted
 
 
-def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, motion=None):
+def _decode_forward(container, stream, path, start, end, first_ts_ms, fps, stats, seeked,
+                    motion=None, threads=1):
     frame_ms = 1000.0 / fps if fps > 0 else 40.0
     next_t = start
     prev_abs: Optional[float] = None
     first_after_seek = seeked
-    while True:
-        if not cap.grab():
-            break
-        ts_abs = _reconcile(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev_abs, frame_ms)
+    for picture in _decoded(container, stream):
+        ts_abs = _reconcile(_ms(picture.frame, stream), prev_abs, frame_ms)
         prev_abs = ts_abs
         if first_ts_ms is None:
             first_ts_ms = ts_abs
@@ -195,13 +308,12 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, moti
             if rel > start * 1000.0 + _EPS_MS:
                 # The seek overshot the range start: decode this range from the file's start.
                 stats.restarted = True
-                cap.release()
-                cap2 = _open(path)
+                container2, stream2 = _open(path, threads)
                 try:
-                    yield from _decode_forward(cap2, path, start, end, first_ts_ms, fps, stats,
-                                               False, motion)
+                    yield from _decode_forward(container2, stream2, path, start, end, first_ts_ms,
+                                               fps, stats, False, motion, threads)
                 finally:
-                    cap2.release()
+                    container2.close()
                 return
         if end is not None and rel >= end * 1000.0 - _EPS_MS and next_t >= end:
             break
@@ -209,16 +321,13 @@ def _decode_forward(cap, path, start, end, first_ts_ms, fps, stats, seeked, moti
             stats.decoded += 1
             stats.last_ts_ms = rel
         wanted = rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end)
-        for_motion = motion is not None and motion.wants(rel)
-        if wanted or for_motion:
-            ok, frame = cap.retrieve()
-            if not ok or frame is None:
-                continue
-            if for_motion:
-                motion.add(rel, frame)
-            while wanted and rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
+        if motion is not None and motion.wants(rel):
+            motion.add(rel, picture)
+        if wanted:
+            frame = picture.bgr()
+            while rel >= next_t * 1000.0 - _EPS_MS and (end is None or next_t < end):
                 if motion is not None:
-                    motion.add_second(next_t, rel, frame)
+                    motion.add_second(next_t, rel, picture)
                 yield next_t, rel, frame
                 next_t += 1
 
@@ -256,15 +365,15 @@ def clip_frames(path: str, start: float, end: float, *,
     info = probe(path)
     frame_ms = 1000.0 / info.fps if info.fps > 0 else 40.0
     for seek in (start - seek_margin > 0, False):
-        cap = _open(path)
+        container, stream = _open(path)
         try:
-            if seek and not cap.set(cv2.CAP_PROP_POS_MSEC,
-                                    info.first_ts_ms + (start - seek_margin) * 1000.0):
+            if seek and not _seek(container, stream,
+                                  info.first_ts_ms + (start - seek_margin) * 1000.0):
                 continue
             prev: Optional[float] = None
             check_overshoot = seek
-            while cap.grab():
-                prev = _reconcile(float(cap.get(cv2.CAP_PROP_POS_MSEC)), prev, frame_ms)
+            for picture in _decoded(container, stream):
+                prev = _reconcile(_ms(picture.frame, stream), prev, frame_ms)
                 rel = prev - info.first_ts_ms
                 if check_overshoot:
                     check_overshoot = False
@@ -273,10 +382,8 @@ def clip_frames(path: str, start: float, end: float, *,
                 if rel >= end * 1000.0 - _EPS_MS:
                     return
                 if rel >= start * 1000.0 - _EPS_MS:
-                    ok, frame = cap.retrieve()
-                    if ok and frame is not None:
-                        yield rel, frame
+                    yield rel, picture.bgr()
             else:
                 return                              # end of file
         finally:
-            cap.release()
+            container.close()
