@@ -130,6 +130,7 @@ def test_huge_frames_are_scaled_down(outcome):
 # featurization, so it says nothing about decoding (a 5000x3750 frame is 56 MB).
 DECODE_HUGE = """
 import json, resource, sys
+import pandas as pd
 from vidspark.media import video
 from vidspark.stages import extract
 path = sys.argv[1]
@@ -137,7 +138,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 p = video.probe(path)
 rec = {"video": "huge", "path": path, "camera": None, "range_start": 0, "range_end": None,
        "first_ts_ms": p.first_ts_ms, "fps": p.fps}
-rows = extract._decode_range(rec, 90, 10.0, 1920)
+rows = pd.concat(list(extract._decode_range(rec, 90, 10.0, 1920)))
 print(json.dumps({"before": before, "after": float(rows.max_rss_mb.dropna().iloc[0]),
                   "frames": int((rows.kind == "frame").sum())}))
 """

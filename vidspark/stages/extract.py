@@ -89,6 +89,7 @@ _DECODED = T.StructType([
     T.StructField("decoded", T.LongType()),
     T.StructField("last_ts_ms", T.DoubleType()),
     T.StructField("error", T.StringType()),
+    T.StructField("frames", T.LongType()),           # frame rows the range gave
     T.StructField("max_rss_mb", T.DoubleType()),    # the Python worker's peak memory so far
 ])
 
@@ -260,55 +261,84 @@ def _first_timestamps(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
         yield _pandas(rows, _FIRST)
 
 
+# What one decode task hands to Spark at a time: a batch of frame rows is cut when its JPEGs
+# reach this many bytes (or rows), so neither the Python worker nor the JVM ever holds a whole
+# range of a long high-resolution video (600 s of 1080p are 100-200 MB of JPEG).
+BATCH_BYTES = 8 << 20
+BATCH_ROWS = 256
+
+
 def _decode_partitions_fn(jpeg_quality: int, seek_margin: float, max_side: int,
                           motion_width: int, motion_fps: float, frames: bool = True):
     def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        threads = ctx.cpus() if ctx is not None else 1     # FFmpeg threads: the task's CPUs
         for batch in batches:
             for rec in batch.to_dict("records"):
-                yield _decode_range(rec, jpeg_quality, seek_margin, max_side, motion_width,
-                                    motion_fps, frames)
+                yield from _decode_range(rec, jpeg_quality, seek_margin, max_side, motion_width,
+                                         motion_fps, frames, threads)
     return decode
 
 
 def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: int,
                   motion_width: int = 128, motion_fps: float = 10.0,
-                  frames: bool = True) -> pd.DataFrame:
-    """Decode one time range: a row per second (its JPEG unless ``frames`` is false, and its
-    motion, unless ``motion_width`` is 0) and one bookkeeping row."""
+                  frames: bool = True, threads: int = 1) -> Iterator[pd.DataFrame]:
+    """Decode one time range: rows per second (its JPEG unless ``frames`` is false, and its
+    motion, unless ``motion_width`` is 0), in batches of at most ``BATCH_BYTES`` of JPEG or
+    ``BATCH_ROWS`` rows, then one bookkeeping row. A batch holds only seconds whose motion is
+    complete: when second s arrives, every earlier second has all its frames."""
     start = int(rec["range_start"])
     end = None if pd.isna(rec["range_end"]) else int(rec["range_end"])
     stats = V.RangeStats()
     sampler = (M.MotionSampler(width=motion_width, fps=motion_fps, start=start, end=end)
                if motion_width else None)
-    rows = []
+    pending: list = []
+    pending_bytes, emitted = 0, 0
     error = None
+
+    def flush() -> pd.DataFrame:
+        nonlocal pending, pending_bytes, emitted
+        if sampler is not None:
+            for row in pending:
+                row["motion"], row["pairs"] = sampler.vector(row["second"])
+                row["thumb"] = sampler.thumbs.get(row["second"])
+                sampler.release(row["second"])
+        out = _pandas(pending, _DECODED)
+        emitted += len(pending)
+        pending, pending_bytes = [], 0
+        return out
+
     try:
         for second, ts_ms, frame in V.sample_seconds(
                 rec["path"], start=start, end=end,
                 first_ts_ms=float(rec["first_ts_ms"]), fps=float(rec["fps"] or 0),
-                seek_margin=seek_margin, stats=stats, motion=sampler):
+                seek_margin=seek_margin, stats=stats, motion=sampler, threads=threads):
+            if pending and (pending_bytes >= BATCH_BYTES or len(pending) >= BATCH_ROWS):
+                yield flush()
             row = {"kind": "frame", "video": rec["video"], "second": second, "ts_ms": ts_ms,
                    "frame_name": V.frame_name(rec["path"], second), "camera": rec.get("camera")}
             if frames:
                 frame = V.fit_within(frame, max_side)
                 row.update(jpeg=V.encode_jpeg(frame, jpeg_quality), height=frame.shape[0],
                            width=frame.shape[1])
-            rows.append(row)
+                pending_bytes += len(row["jpeg"])
+            pending.append(row)
     except V.VideoError as exc:
         error = str(exc)
     except Exception as exc:
         error = f"decoding failed: {type(exc).__name__}: {exc}"
-    if sampler is not None:
-        for row in rows:
-            row["motion"], row["pairs"] = sampler.vector(row["second"])
-            row["thumb"] = sampler.thumbs.get(row["second"])
+    if pending:
+        yield flush()
     if stats.restarted:
         log.warning("%s: seek to %ss overshot; range decoded from the start", rec["video"],
                     rec["range_start"])
-    rows.append({"kind": "range", "video": rec["video"], "second": int(rec["range_start"]),
-                 "decoded": stats.decoded, "last_ts_ms": stats.last_ts_ms, "error": error,
-                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0})
-    return _pandas(rows, _DECODED)
+    yield _pandas([{"kind": "range", "video": rec["video"], "second": int(rec["range_start"]),
+                    "decoded": stats.decoded, "last_ts_ms": stats.last_ts_ms, "error": error,
+                    "frames": emitted,
+                    "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}],
+                  _DECODED)
 
 
 # ---------------------------------------------------------------- the stage
@@ -514,21 +544,24 @@ def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> 
     if not decodable:
         return []
     ex = config.extract
+    # Decoded once, cached on the executors' disks: the tasks hand over their frames in small
+    # batches, Spark's cache packs them into column batches of a few MB that go to disk as they
+    # fill, and each write streams them back, so no task holds more than a batch of frames
+    # (with the cache in memory, a long 1080p range's frames took hundreds of MB of heap).
     decoded = (_ranges(spark, decodable, int(ex.split_seconds))
                .mapInPandas(_decoder(config), _DECODED)
-               .persist(StorageLevel.MEMORY_AND_DISK))
+               .persist(StorageLevel.DISK_ONLY))
     try:
         summary = _summarise(decoded.where(F.col("kind") == "range")
-                             .select("video", "decoded", "last_ts_ms", "error", "max_rss_mb").collect())
-        frames = decoded.where(F.col("kind") == "frame")
-        counts = {r.video: r["count"] for r in frames.groupBy("video").count().collect()}
-        rows = [_video_row(r, summary[r["video"]], counts.get(r["video"], 0),
+                             .select("video", "decoded", "last_ts_ms", "error", "frames",
+                                     "max_rss_mb").collect())
+        rows = [_video_row(r, summary[r["video"]], summary[r["video"]]["frames"],
                            int(ex.min_frames), now) for r in decodable]
         ok = [v["video"] for v in rows if v["status"] == OK]
         # Frames and motion first, then (by the caller) the `videos` row: a crash in between
         # leaves the hash unseen, so the next run redoes the video and replaces its rows, never
         # duplicates them.
-        ok_frames = frames.where(F.col("video").isin(ok))
+        ok_frames = decoded.where((F.col("kind") == "frame") & F.col("video").isin(ok))
         storage.replace_videos(spark, config, "frames", ok_frames, ok)
         storage.replace_videos(spark, config, "motion",
                                _motion_rows(ok_frames, M.configured_identity(config)), ok)
@@ -588,8 +621,9 @@ def _summarise(per_range) -> dict:
     out: dict = {}
     for r in per_range:
         s = out.setdefault(r.video, {"decoded": 0, "last_ts_ms": None, "error": None,
-                                     "max_rss_mb": None})
+                                     "max_rss_mb": None, "frames": 0})
         s["decoded"] += int(r.decoded or 0)
+        s["frames"] += int(r.frames or 0)
         if r.max_rss_mb is not None:
             s["max_rss_mb"] = max(s["max_rss_mb"] or 0.0, r.max_rss_mb)
         if r.last_ts_ms is not None:
