@@ -162,6 +162,12 @@ def _validate(config: dict) -> None:
     threads = get(config, "featurizer.threads")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
         raise ConfigError(f"featurizer.threads must be a non-negative integer, not {threads!r}")
+    if not isinstance(get(config, "featurizer.skip_unchanged"), bool):
+        raise ConfigError("featurizer.skip_unchanged must be true or false, not "
+                          f"{get(config, 'featurizer.skip_unchanged')!r}")
+    grey = get(config, "featurizer.unchanged_grey")
+    if not isinstance(grey, int) or isinstance(grey, bool) or not 0 <= grey <= 255:
+        raise ConfigError(f"featurizer.unchanged_grey must be an integer from 0 to 255, not {grey!r}")
     if get(config, "featurizer.precision") not in PRECISIONS:
         raise ConfigError(f"featurizer.precision must be one of {', '.join(PRECISIONS)}, "
                           f"not {get(config, 'featurizer.precision')!r}")
@@ -365,6 +371,8 @@ class FeaturizerConfig:
     threads: int
     gpu_batch_size: int
     chunk_frames: int
+    skip_unchanged: bool
+    unchanged_grey: int
 
 
 @dataclass(frozen=True)

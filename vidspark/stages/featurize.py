@@ -374,13 +374,14 @@ def with_features(frames: DataFrame, *, weights: str, identity: str, batch_size:
                   seed: int = 0, precision: str = "float32", threads: int = 0,
                   gpu_batch_size: int = 128, backend: str = "tensorflow") -> DataFrame:
     """``frames`` (video, second, jpeg, camera) -> (video, second, features as array<float>,
-    weights identity, camera)."""
+    weights identity, camera, embedded_second: the second itself)."""
     udf = _features_udf(weights, batch_size, seed, precision, threads, gpu_batch_size, backend)
     return frames.select(
         "video", "second",
         udf(F.col("jpeg")).alias("features"),
         F.lit(identity).alias("weights"),
         "camera",
+        F.col("second").alias("embedded_second"),
     )
 
 
@@ -447,36 +448,93 @@ def feature_identity(weights_identity: str, precision: str) -> str:
     return weights_identity if precision == "float32" else f"{weights_identity}+{precision}"
 
 
+_PLAN = T.StructType([T.StructField("video", T.StringType()),
+                      T.StructField("second", T.IntegerType()),
+                      T.StructField("embedded_second", T.IntegerType())])
+
+
+def _plan_fn(threshold: int):
+    def plan(frame: pd.DataFrame) -> pd.DataFrame:
+        from vidspark.media import change
+
+        embedded = change.embedded_seconds(frame["second"].tolist(), frame["thumb"].tolist(),
+                                           threshold)
+        return pd.DataFrame({"video": frame["video"], "second": frame["second"].astype("int32"),
+                             "embedded_second": pd.Series(embedded, dtype="int32",
+                                                          index=frame.index)})
+    return plan
+
+
+def embedded_seconds(spark: SparkSession, config: Config, videos: DataFrame) -> DataFrame:
+    """(video, second, embedded_second) for every second of ``videos`` (a ``video`` column) that
+    has a thumbnail under the current motion settings: the second whose embedding stands for it
+    (``vidspark.media.change.embedded_seconds``, ``featurizer.unchanged_grey``), decided per video
+    from its first second on, so a run that resumes a video decides as a clean run would."""
+    from vidspark.media import motion as M
+
+    thumbs = (storage.read(spark, config, "motion")
+              .where(F.col("motion_version") == M.configured_identity(config))
+              .join(videos, "video", "left_semi").select("video", "second", "thumb"))
+    return thumbs.groupBy("video").applyInPandas(
+        _plan_fn(int(config.featurizer.unchanged_grey)), _PLAN)
+
+
 def run(spark: SparkSession, config: Config) -> dict:
-    """Compute features for frames that have none under the current weights."""
+    """Compute features for frames that have none under the current weights; with
+    ``featurizer.skip_unchanged``, a second that shows nothing new since the last embedded second
+    of its video gets that second's embedding (``embedded_second`` says which)."""
     weights, identity = resolve_weights(config)
     precision = resolve_precision(spark, config)
     identity = feature_identity(identity, precision)
+    fz = config.featurizer
+    skip = bool(fz.skip_unchanged)
     frames = storage.read(spark, config, "frames")
     ok_videos = (storage.read(spark, config, "videos").where(F.col("status") == "ok")
                  .select("video"))
-    done = (storage.read(spark, config, "features").where(F.col("weights") == identity)
-            .select("video", "second"))
+    stored = storage.read(spark, config, "features").where(F.col("weights") == identity)
+    done = stored if skip else stored.where(F.col("embedded_second").isNull()
+                                            | (F.col("embedded_second") == F.col("second")))
     todo = (frames.join(ok_videos, "video", "left_semi")
-            .join(done, ["video", "second"], "left_anti")
+            .join(done.select("video", "second"), ["video", "second"], "left_anti")
             .select("video", "second", "jpeg", "camera"))
     total = frames.count()
-    chunk_frames = int(config.featurizer.chunk_frames)
-    keys, chunks = plan_chunks(todo, chunk_frames)
-    n = sum(c["frames"] for c in chunks)
+    # Which second's frame each second to do gets its embedding from, fixed before any commit.
+    targets = todo.select("video", "second", "camera")
+    if skip:
+        plan = embedded_seconds(spark, config, todo.select("video").distinct())
+        targets = (targets.join(plan, ["video", "second"], "left")
+                   .withColumn("embedded_second", F.coalesce("embedded_second", "second")))
+    else:
+        targets = targets.withColumn("embedded_second", F.col("second"))
+    targets = targets.localCheckpoint(eager=True)
+    chunk_frames = int(fz.chunk_frames)
+    keys, chunks = plan_chunks(targets.where(F.col("embedded_second") == F.col("second")),
+                               chunk_frames)
+    # A reused second is committed with the chunk that embeds its second, or first of all
+    # (chunk -1) when that second's features are stored already (a run that resumes a video).
+    reused = (targets.where(F.col("embedded_second") != F.col("second"))
+              .join(keys.select("video", F.col("second").alias("embedded_second"), "chunk"),
+                    ["video", "embedded_second"], "left")
+              .fillna({"chunk": -1}).localCheckpoint(eager=True))
+    n_embed = sum(c["frames"] for c in chunks)
+    n_reused = reused.count()
+    n = n_embed + n_reused
     if n == 0:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
-                "featurized": 0, "weights": identity, "precision": precision,
-                "backend": config.featurizer.backend, "chunks": 0}
-    fz = config.featurizer
+                "featurized": 0, "embedded": 0, "reused": 0, "weights": identity,
+                "precision": precision, "backend": fz.backend, "chunks": 0}
     backend = fz.backend
-    log.info("featurize: %d frames to featurize with %s on %s, in %d chunk(s) of at most %d "
-             "frames", n, identity, backend, len(chunks), chunk_frames)
+    log.info("featurize: %d frames to featurize with %s on %s: %d embedded in %d chunk(s) of at "
+             "most %d frames, %d reused from an earlier second that shows the same",
+             n, identity, backend, n_embed, len(chunks), chunk_frames, n_reused)
     batch_size = int(fz.batch_size)
     parallelism = spark.sparkContext.defaultParallelism
     partitions = 0
     done_frames, started = 0, time.perf_counter()
+    if reused.where(F.col("chunk") == -1).limit(1).count():
+        storage.upsert(spark, config, "features", _copies(reused.where(F.col("chunk") == -1),
+                                                          stored, identity))
     for i, chunk in enumerate(chunks):
         size = chunk["frames"]
         # Up to 4 tasks per core of model batches, and at least one task per core: each
@@ -493,19 +551,33 @@ def run(spark: SparkSession, config: Config) -> dict:
                               gpu_batch_size=int(fz.gpu_batch_size), backend=backend)
         # Materialise once: MERGE may read its source more than once, and the model is the cost.
         feats = feats.localCheckpoint(eager=True)
+        copies = _copies(reused.where(F.col("chunk") == i), feats, identity)
         # Each chunk is its own commit: a job killed later keeps it, and the next run's
         # anti-join above leaves it out.
-        storage.upsert(spark, config, "features", feats)
+        storage.upsert(spark, config, "features", feats.unionByName(copies))
         done_frames += size
         if len(chunks) > 1:
             elapsed = time.perf_counter() - started
-            log.info("featurize: chunk %d/%d committed (%d frames; %d of %d done, %.0fs, "
-                     "about %.0fs left)", i + 1, len(chunks), size, done_frames, n, elapsed,
-                     elapsed / done_frames * (n - done_frames))
-    log.info("featurize: %d frames featurized with %s", n, identity)
+            log.info("featurize: chunk %d/%d committed (%d frames embedded; %d of %d done, "
+                     "%.0fs, about %.0fs left)", i + 1, len(chunks), size, done_frames, n_embed,
+                     elapsed, elapsed / done_frames * (n_embed - done_frames))
+    log.info("featurize: %d frames featurized with %s (%d embedded, %d reused)", n, identity,
+             n_embed, n_reused)
     return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
-            "featurized": n, "weights": identity, "precision": precision, "backend": backend,
-            "partitions": partitions, "chunks": len(chunks)}
+            "featurized": n, "embedded": n_embed, "reused": n_reused,
+            "skip_unchanged": skip, "weights": identity, "precision": precision,
+            "backend": backend, "partitions": partitions, "chunks": len(chunks)}
+
+
+def _copies(reused: DataFrame, sources: DataFrame, identity: str) -> DataFrame:
+    """``features`` rows for the ``reused`` seconds (video, second, embedded_second, camera): the
+    features of their embedded second, found in ``sources`` (``features`` rows; a source that
+    was itself a reused row passes on the second it came from)."""
+    src = sources.select("video", F.col("second").alias("embedded_second"), "features",
+                         F.coalesce("embedded_second", "second").alias("_from"))
+    return (reused.join(src, ["video", "embedded_second"], "inner")
+            .select("video", "second", "features", F.lit(identity).alias("weights"), "camera",
+                    F.col("_from").cast("int").alias("embedded_second")))
 
 
 def plan_chunks(todo: DataFrame, chunk_frames: int) -> tuple[DataFrame, list[dict]]:

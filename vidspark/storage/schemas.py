@@ -57,6 +57,9 @@ FEATURES = T.StructType([
     T.StructField("features", FLOATS, False),                # 2048 InceptionV3 pooled activations
     T.StructField("weights", T.StringType(), False),         # identity of the weights used
     T.StructField("camera", T.StringType(), True),
+    # the second whose frame was embedded: this one, or an earlier one of the same video when
+    # this second showed nothing new (featurizer.skip_unchanged); null: written before it existed
+    T.StructField("embedded_second", T.IntegerType(), True),
 ])
 
 #: ``labels.source`` prefix of the labels that come from reviewers' verdicts
