@@ -55,9 +55,12 @@ def _load(args) -> dict:
 @user_errors("vidspark")
 def job_main(stages: Sequence[str], description: str, argv=None, prog: str | None = None) -> None:
     """Entry point of the ``jobs/*.py`` scripts: run ``stages`` in order, holding the storage
-    lock and recording the run in the ``runs`` table."""
-    from vidspark import pipeline
-    from vidspark.session import build_spark
+    lock and recording the run in the ``runs`` table. The JVM starts while this process loads
+    the stages' modules and asks MLflow for the champion (a score job), so those seconds
+    overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vidspark.session import prepare_tables, start_session
     from vidspark.storage import runs
     from vidspark.storage.lock import StorageLock
 
@@ -65,14 +68,26 @@ def job_main(stages: Sequence[str], description: str, argv=None, prog: str | Non
     args = _parser(description, prog).parse_args(argv)
     _setup_logging()
     config = _load(args)
-    job = "nightly" if list(stages) == list(pipeline.STAGES) else "+".join(stages)
+    job = "nightly" if list(stages) == JOBS["nightly"][0] else "+".join(stages)
     run_id = runs.new_run_id()
-    pipeline.preflight(config, stages)
+    from vidspark import pipeline
+
+    pipeline.preflight(config, stages, champion=False)   # files and folders: before anything
     lock = StorageLock(config, run_id).acquire()
     spark = None
     try:
-        spark = build_spark(config, app_name=f"vidspark-{job}", runs_model="featurize" in stages)
+        with ThreadPoolExecutor(1, thread_name_prefix="vidspark-spark") as pool:
+            session = pool.submit(start_session, config, f"vidspark-{job}",
+                                  "featurize" in stages)
+            try:
+                if list(stages)[:1] == ["score"]:
+                    pipeline.require_champion(config)     # no model: nothing to do
+                for name in stages:                       # the stages' modules, meanwhile
+                    pipeline.stage(name)
+            finally:
+                spark = session.result()
         spark.sparkContext.setLogLevel("WARN")
+        prepare_tables(spark, config, catalog=False)
         logging.getLogger("vidspark").info("Spark session and tables ready in %.1fs",
                                            time.perf_counter() - started)
         if lock.abandoned and lock.abandoned.get("run_id"):
@@ -89,7 +104,12 @@ def job_main(stages: Sequence[str], description: str, argv=None, prog: str | Non
         log = logging.getLogger("vidspark")
         log.info("run %s (%s) succeeded: %s", run_id, job, pipeline.one_line(reports))
         if "score" in stages:
-            print(pipeline.summary(spark, config), flush=True)
+            since = {r.get("unchanged_since") for r in reports.values()}
+            if None in since:
+                print(pipeline.summary(spark, config), flush=True)
+            else:                     # no stage had anything to do: the last summary stands
+                print(f"nothing new since run {max(since)}: the tables and the ranking are as "
+                      "it left them (vidspark sql shows them)", flush=True)
     finally:
         if spark is not None:
             spark.stop()

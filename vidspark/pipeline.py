@@ -6,30 +6,41 @@ import os
 import time
 from typing import Callable, Mapping
 
-import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from vidspark import storage
 from vidspark.config import Config, ConfigError, local_path
 from vidspark.errors import PrerequisiteError
-from vidspark.stages import extract, featurize, labels, score, train
 
 log = logging.getLogger(__name__)
 
-STAGES: dict[str, Callable] = {
-    "extract": extract.run,
-    "labels": labels.run,
-    "featurize": featurize.run,
-    "train": train.run,
-    "score": score.run,
-}
+#: The stages, in order.
+STAGES = ("extract", "labels", "featurize", "train", "score")
 
 
-def preflight(config: Config, names) -> None:
+def stage(name: str) -> Callable:
+    """A stage's ``run(spark, config)``; the stages' modules (pandas, OpenCV, PyAV, Spark ML) are
+    imported when a stage first runs, not when a job starts."""
+    from vidspark.stages import extract, featurize, labels, score, train
+
+    return {"extract": extract.run, "labels": labels.run, "featurize": featurize.run,
+            "train": train.run, "score": score.run}[name]
+
+
+def require_champion(config: Config):
+    """The champion model version, or the error that says to train first (before Spark starts:
+    a score job without a model has nothing to do)."""
+    from vidspark.stages import score
+
+    return score.require_champion(config)
+
+
+def preflight(config: Config, names, champion: bool = True) -> None:
     """Fail before any work, with one line naming the key, when an input the stages need is
     missing or malformed or ``storage.root`` is not writable (a remote labels file or storage
-    root is checked when it is used)."""
+    root is checked when it is used); with ``champion``, also when a job that starts by scoring
+    has no model (``require_champion``, an MLflow query)."""
     if "extract" in names:
         folders = [(k, getattr(config.input, k)) for k in ("train_videos", "score_videos")]
         if not any(path for _, path in folders):
@@ -44,6 +55,10 @@ def preflight(config: Config, names) -> None:
                 raise ConfigError(f"input.{key}: folder not found: {path}")
     labels_path = local_path(config.input.labels or "")
     if "labels" in names and labels_path:
+        import pandas as pd
+
+        from vidspark.stages import labels
+
         if not os.path.isfile(labels_path):
             raise ConfigError(f"input.labels: file not found: {labels_path}")
         try:
@@ -52,8 +67,8 @@ def preflight(config: Config, names) -> None:
             labels.parse(raw, source=labels_path)
         except (labels.LabelsError, ValueError, pd.errors.ParserError) as exc:
             raise ConfigError(f"input.labels: {exc}") from None
-    if list(names)[:1] == ["score"]:
-        score.require_champion(config)   # before Spark starts: no model, nothing to do
+    if champion and list(names)[:1] == ["score"]:
+        require_champion(config)
     root = local_path(config.storage.root)
     if root is not None:
         probe = os.path.join(root, ".vidspark-write-test")
@@ -92,7 +107,7 @@ def run_stages(spark: SparkSession, config: Config, names, recorder=None) -> dic
         if recorder:
             recorder.start(name)
         try:
-            reports[name] = STAGES[name](spark, config)
+            reports[name] = stage(name)(spark, config)
         except Exception as exc:
             if recorder:
                 recorder.fail(name, exc)
@@ -139,10 +154,15 @@ def top_predictions(spark: SparkSession, config: Config, n: int = 10):
 
 def summary(spark: SparkSession, config: Config, n: int = 10) -> str:
     """A short human summary: where the tables are, their sizes, the top ranked frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
     lines = [f"tables under {storage.root(config)}/tables ({config.storage.format}):"]
-    for name in ("videos", "frames", "motion", "features", "labels", "predictions", "segments",
-                 "reviews", "models"):
-        lines.append(f"  {name:<12} {storage.read(spark, config, name).count():>7} rows")
+    names = ("videos", "frames", "motion", "features", "labels", "predictions", "segments",
+             "reviews", "models")
+    with ThreadPoolExecutor(4) as pool:    # Spark jobs side by side: mostly Delta's bookkeeping
+        counts = list(pool.map(lambda n: storage.read(spark, config, n).count(), names))
+    for name, count in zip(names, counts):
+        lines.append(f"  {name:<12} {count:>7} rows")
     quarantined = (storage.read(spark, config, "videos").where(F.col("status") == "quarantined")
                    .select("video", "error").collect())
     for r in quarantined:

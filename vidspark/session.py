@@ -161,14 +161,12 @@ def _conf_value(value) -> str:
     return str(value)
 
 
-def build_spark(config: Config, app_name: str = "vidspark", tables=None,
-                read_only: bool = False, runs_model: bool = False) -> SparkSession:
-    """Build (or get) the SparkSession for ``config`` and register the vidspark tables by name
-    (``tables``, ``read_only``: see ``storage.register_tables``). Python workers start from
-    ``vidspark.worker``'s daemon, which imports what every task needs once per executor, and
-    the model's backend too when the application ``runs_model`` (the featurize stage); a
+def start_session(config: Config, app_name: str = "vidspark",
+                  runs_model: bool = False) -> SparkSession:
+    """Build (or get) the SparkSession for ``config``, registering nothing. Python workers start
+    from ``vidspark.worker``'s daemon, which imports what every task needs once per executor,
+    and the model's backend too when the application ``runs_model`` (the featurize stage); a
     ``spark:`` key in the configuration overrides either setting."""
-    from vidspark import storage
     from vidspark.worker import PRELOAD_ENV, preload_list
 
     builder = SparkSession.builder.appName(app_name)
@@ -193,9 +191,34 @@ def build_spark(config: Config, app_name: str = "vidspark", tables=None,
     log.info("Spark session ready (Spark %s, master %s)", spark.version, spark.sparkContext.master)
     if config.storage.format == "delta":
         _check_delta(spark)
+    return spark
+
+
+def prepare_tables(spark: SparkSession, config: Config, tables=None, read_only: bool = False,
+                   catalog: bool = True) -> None:
+    """Register the vidspark tables by name (``tables``, ``read_only``: see
+    ``storage.register_tables``), so SQL by table name works; ``catalog=False`` (the jobs,
+    whose stages read tables by path): only make sure that every table exists with today's
+    schema (``storage.ensure_tables``: a file check on a store that is up to date)."""
+    from vidspark import storage
+
     started = time.perf_counter()
-    storage.register_tables(spark, config, tables, read_only)
-    log.info("tables registered in %.1fs", time.perf_counter() - started)
+    if catalog:
+        storage.register_tables(spark, config, tables, read_only)
+        log.info("tables registered in %.1fs", time.perf_counter() - started)
+    else:
+        created = storage.ensure_tables(spark, config)
+        log.info("tables ready in %.1fs%s", time.perf_counter() - started,
+                 f" ({len(created)} created)" if created else "")
+
+
+def build_spark(config: Config, app_name: str = "vidspark", tables=None,
+                read_only: bool = False, runs_model: bool = False,
+                catalog: bool = True) -> SparkSession:
+    """``start_session`` then ``prepare_tables``: the session of a notebook, a report or a
+    reader, with the tables registered by name."""
+    spark = start_session(config, app_name, runs_model)
+    prepare_tables(spark, config, tables, read_only, catalog)
     return spark
 
 

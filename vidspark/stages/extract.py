@@ -12,7 +12,9 @@ again for motion only; their frames are kept.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
+import json
 import logging
 import os
 import resource
@@ -29,6 +31,7 @@ from vidspark import storage
 from vidspark.config import Config, camera_of, ConfigError, local_path
 from vidspark.errors import PrerequisiteError
 from vidspark.media import motion as M, video as V
+from vidspark.storage import runs
 from vidspark.storage.schemas import TABLES
 
 log = logging.getLogger(__name__)
@@ -96,36 +99,28 @@ _DECODED = T.StructType([
 
 # ---------------------------------------------------------------- discovery (driver, listing only)
 
+LISTING_THREADS = 8        # sub-folder trees listed at once
+
 def video_name(path: str, folder: str) -> str:
     """The ``video`` key: the path relative to its input folder, without extension."""
     rel = os.path.relpath(path, folder)
     return os.path.splitext(rel)[0].replace(os.sep, "/")
 
 
-_LISTED = T.StructType([
-    T.StructField("path", T.StringType()),
-    T.StructField("size", T.LongType()),
-    T.StructField("mtime_ns", T.LongType()),
-])
-
-
 def _is_video(name: str, exts: set) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in exts
 
 
-def _walk_fn(exts: set):
-    def walk(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            rows = []
-            for top in batch["path"]:
-                for dirpath, dirnames, filenames in os.walk(top):
-                    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                    # a folder named like a video is reported (and still walked)
-                    for name in filenames + [d for d in dirnames if _is_video(d, exts)]:
-                        if _is_video(name, exts):
-                            rows.append(_stat(os.path.join(dirpath, name)))
-            yield _pandas([r for r in rows if r], _LISTED)
-    return walk
+def _walk(top: str, exts: set) -> list[dict]:
+    """(path, size, mtime_ns) of the videos in the tree under ``top``."""
+    rows = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        # a folder named like a video is reported (and still walked)
+        for name in filenames + [d for d in dirnames if _is_video(d, exts)]:
+            if _is_video(name, exts):
+                rows.append(_stat(os.path.join(dirpath, name)))
+    return [r for r in rows if r]
 
 
 def _stat(path: str) -> Optional[dict]:
@@ -147,10 +142,13 @@ def _not_a_file(path: str) -> Optional[str]:
     return None
 
 
-def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
-    """(path, size, mtime_ns) of the video files under ``folder``. The folder's own files are
-    listed here; each sub-folder tree (e.g. one per camera) is walked by its own Spark task, so
-    a big archive is listed in parallel. No file is read. Hidden names (".x") are skipped."""
+def list_files(folder: str, extensions) -> list[dict]:
+    """(path, size, mtime_ns) of the video files under ``folder``. Its sub-folder trees (e.g. one
+    per camera) are walked side by side by a few threads of this process, so a mounted archive's
+    latency is spread; no file is read (a night with nothing new costs this listing). Hidden
+    names (".x") are skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
     exts = {"." + e.lower().lstrip(".") for e in extensions}
     files, subdirs = [], []
     with os.scandir(folder) as entries:
@@ -161,11 +159,9 @@ def list_files(spark: SparkSession, folder: str, extensions) -> list[dict]:
                 subdirs.append(entry.path)
             if _is_video(entry.name, exts):   # a folder named like a video is reported too
                 files.append(_stat(entry.path))
-    if subdirs:
-        parts = _task_count(spark, len(subdirs))
-        walked = (spark.createDataFrame([(d,) for d in sorted(subdirs)], "path string")
-                  .repartition(parts).mapInPandas(_walk_fn(exts), _LISTED).collect())
-        files += [r.asDict() for r in walked]
+    with ThreadPoolExecutor(min(LISTING_THREADS, max(1, len(subdirs)))) as pool:
+        for rows in pool.map(lambda d: _walk(d, exts), sorted(subdirs)):
+            files += rows
     return [f for f in files if f]
 
 
@@ -191,7 +187,7 @@ def discover(spark: SparkSession, config: Config) -> tuple[list[dict], list[str]
                               f"reads files): {folder}")
         base = base.rstrip("/")
         # a real file keeps its video name before a folder named like a video (reported)
-        for f in sorted(list_files(spark, base, config.input.extensions),
+        for f in sorted(list_files(base, config.input.extensions),
                         key=lambda f: (os.path.isdir(f["path"]), f["path"])):
             name = video_name(f["path"], base)
             prev = found.get(name)
@@ -368,6 +364,15 @@ def run(spark: SparkSession, config: Config) -> dict:
     motion is missing or was measured with other settings are decoded again for motion only.
     """
     candidates, listed, problems = discover(spark, config)
+    last = runs.unchanged_since(spark, config, "extract", _inputs(spark, config, candidates))
+    if last is not None:
+        log.info("extract: %d files, none new, changed or gone since run %s; nothing to do",
+                 len(candidates), last["run_id"])
+        return {"read": len(candidates), "written": 0, "skipped": len(candidates),
+                "quarantined": 0, "new_videos": 0, "ok": 0, "frames": 0, "missing": 0,
+                "problems": problems, "motion_version": M.configured_identity(config),
+                "motion_remeasured": 0, "max_worker_rss_mb": None,
+                "inputs": last["inputs"], "unchanged_since": last["run_id"]}
     known = {r.video: r.asDict() for r in storage.read(spark, config, "videos").collect()}
     if not candidates and not known:
         folders = " or ".join(f"input.{role}_videos ({getattr(config.input, role + '_videos')})"
@@ -432,12 +437,23 @@ def run(spark: SparkSession, config: Config) -> dict:
               "quarantined": len(video_rows) - n_ok, "new_videos": len(todo), "ok": n_ok,
               "frames": frames, "missing": len(gone), "problems": problems,
               "motion_version": M.configured_identity(config), "motion_remeasured": remeasured,
-              "max_worker_rss_mb": _max_rss(video_rows)}
+              "max_worker_rss_mb": _max_rss(video_rows),
+              "inputs": _inputs(spark, config, candidates)}
     log.info("extract: %d files, %d new videos (%d ok, %d quarantined), %d unchanged skipped, "
              "%d missing, %d frames, motion measured again for %d stored videos", len(candidates),
              len(todo), n_ok, report["quarantined"], report["skipped"], len(gone), frames,
              remeasured)
     return report
+
+
+def _inputs(spark: SparkSession, config: Config, candidates: list[dict]):
+    """What the stage reads: the listing (paths, sizes, modification times, roles, cameras),
+    the tables it writes, the motion settings."""
+    listing = hashlib.sha256(json.dumps(
+        sorted((c["video"], c["path"], c["role"], c["size"], c["mtime_ns"], c["camera"])
+               for c in candidates), default=str).encode()).hexdigest()[:16]
+    return runs.inputs_of(spark, config, ("videos", "frames", "motion"), listing=listing,
+                          motion=M.configured_identity(config))
 
 
 def plan_chunks(videos: list[dict], chunk_seconds: int) -> list[list[dict]]:

@@ -53,6 +53,7 @@ from pyspark.sql import types as T
 from vidspark import storage
 from vidspark.config import Config, BACKENDS, PRECISIONS
 from vidspark.errors import VidsparkError
+from vidspark.storage import runs
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +489,22 @@ def run(spark: SparkSession, config: Config) -> dict:
     identity = feature_identity(identity, precision)
     fz = config.featurizer
     skip = bool(fz.skip_unchanged)
+
+    def read_now():
+        from vidspark.media import motion as M
+
+        return runs.inputs_of(spark, config, ("frames", "videos", "features", "motion"),
+                              weights=identity, skip=[skip, int(fz.unchanged_grey)],
+                              motion=M.configured_identity(config))
+
+    last = runs.unchanged_since(spark, config, "featurize", read_now())
+    if last is not None:
+        log.info("featurize: 0 frames featurized (frames and features unchanged since run %s)",
+                 last["run_id"])
+        return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "featurized": 0,
+                "embedded": 0, "reused": 0, "weights": identity, "precision": precision,
+                "backend": fz.backend, "chunks": 0, "inputs": last["inputs"],
+                "unchanged_since": last["run_id"]}
     frames = storage.read(spark, config, "frames")
     ok_videos = (storage.read(spark, config, "videos").where(F.col("status") == "ok")
                  .select("video"))
@@ -523,7 +540,8 @@ def run(spark: SparkSession, config: Config) -> dict:
         log.info("featurize: 0 frames featurized (all frames have features for %s)", identity)
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
                 "featurized": 0, "embedded": 0, "reused": 0, "weights": identity,
-                "precision": precision, "backend": fz.backend, "chunks": 0}
+                "precision": precision, "backend": fz.backend, "chunks": 0,
+                "inputs": read_now()}
     backend = fz.backend
     log.info("featurize: %d frames to featurize with %s on %s: %d embedded in %d chunk(s) of at "
              "most %d frames, %d reused from an earlier second that shows the same",
@@ -566,7 +584,8 @@ def run(spark: SparkSession, config: Config) -> dict:
     return {"read": n, "written": n, "skipped": total - n, "quarantined": 0,
             "featurized": n, "embedded": n_embed, "reused": n_reused,
             "skip_unchanged": skip, "weights": identity, "precision": precision,
-            "backend": backend, "partitions": partitions, "chunks": len(chunks)}
+            "backend": backend, "partitions": partitions, "chunks": len(chunks),
+            "inputs": read_now()}
 
 
 def _copies(reused: DataFrame, sources: DataFrame, identity: str) -> DataFrame:

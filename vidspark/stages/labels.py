@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from typing import Optional
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 from vidspark import storage
 from vidspark.config import Config, local_path
 from vidspark.errors import VidsparkError
+from vidspark.storage import runs
 from vidspark.storage.schemas import LABELS, REVIEW_SOURCE
 
 log = logging.getLogger(__name__)
@@ -126,15 +128,20 @@ def resolve(spark: SparkSession, parsed: pd.DataFrame, frames: DataFrame) -> tup
     return labels, report
 
 
-def fingerprint(spark: SparkSession, path: str, frames: DataFrame) -> str:
-    """Identifies the labels file's bytes and the frames its names resolve against."""
+def file_digest(spark: SparkSession, path: str) -> str:
+    """The SHA-256 of the labels file's bytes."""
     local = local_path(path)
     if local is None:
-        digest = (spark.read.format("binaryFile").load(path)
-                  .select(F.sha2("content", 256).alias("h")).first().h)
-    else:
-        with open(local, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
+        return (spark.read.format("binaryFile").load(path)
+                .select(F.sha2("content", 256).alias("h")).first().h)
+    with open(local, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def fingerprint(spark: SparkSession, path: str, frames: DataFrame,
+                digest: Optional[str] = None) -> str:
+    """Identifies the labels file's bytes and the frames its names resolve against."""
+    digest = digest or file_digest(spark, path)
     keys = frames.agg(F.count(F.lit(1)).alias("n"),
                       F.bit_xor(F.xxhash64("video", "second", "frame_name")).alias("x")).first()
     return f"{digest[:16]}:{keys.n}:{keys.x or 0}"
@@ -180,16 +187,32 @@ def run(spark: SparkSession, config: Config) -> dict:
     table are kept and only the verdicts are applied again."""
 
     path = config.input.labels
+    digest = file_digest(spark, path) if path else None
+
+    def read_now():
+        return runs.inputs_of(spark, config, ("frames", "videos", "reviews", "labels"),
+                              labels_file=digest)
+
+    last = runs.unchanged_since(spark, config, "labels", read_now())
+    if last is not None:
+        log.info("labels: labels file, frames and verdicts unchanged since run %s; keeping the "
+                 "labels table", last["run_id"])
+        return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0,
+                "fingerprint": last.get("fingerprint"), "inputs": last["inputs"],
+                "unchanged_since": last["run_id"]}
     reviews = storage.read(spark, config, "reviews")
     reviews_fp = verdicts_fingerprint(reviews)
     if not path and reviews_fp == "0:0":
         log.info("labels: input.labels not set and no verdicts; keeping the labels table as it is")
-        return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None}
+        return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None,
+                "inputs": read_now()}
     frames = storage.read(spark, config, "frames")
-    fp = (fingerprint(spark, path, frames) if path else "no-file") + f"|reviews:{reviews_fp}"
+    fp = ((fingerprint(spark, path, frames, digest) if path else "no-file")
+          + f"|reviews:{reviews_fp}")
     if fp == _last_fingerprint(spark, config):
         log.info("labels: labels file, frames and verdicts unchanged; keeping the labels table")
-        return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0, "fingerprint": fp}
+        return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0, "fingerprint": fp,
+                "inputs": read_now()}
     if path:
         parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
         imported, report = resolve(spark, parsed, frames)
@@ -215,4 +238,4 @@ def run(spark: SparkSession, config: Config) -> dict:
              "overriding a different imported label)", report["labels"], report["imported"],
              report["matched"], report["review_labels"], overridden)
     return dict(report, read=report["imported"] + report["review_labels"],
-                written=report["labels"], skipped=0, quarantined=0)
+                written=report["labels"], skipped=0, quarantined=0, inputs=read_now())

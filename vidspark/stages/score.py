@@ -19,7 +19,7 @@ from vidspark.config import Config
 from vidspark.errors import PrerequisiteError
 from vidspark.media import motion
 from vidspark.stages import feature_sets, segments
-from vidspark.storage import models, tracking
+from vidspark.storage import models, runs, tracking
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,36 @@ def require_champion(config: Config):
     return champion
 
 
+def _unchanged(last: dict) -> dict:
+    """The report of a score stage with nothing to do: no new seconds, the same champion and
+    settings as run ``last``."""
+    log.info("score: 0 seconds scored (no new seconds, the same champion %s, since run %s)",
+             last.get("model_id"), last["run_id"])
+    return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "scored": 0,
+            **{k: last.get(k) for k in ("model_id", "model_version", "feature_set")},
+            "segments": 0, "segment_videos": 0, "inputs": last["inputs"],
+            "unchanged_since": last["run_id"]}
+
+
 def run(spark: SparkSession, config: Config) -> dict:
-    """Score the seconds of score videos that have no prediction from the champion version."""
+    """Score the seconds of score videos that have no prediction from the champion version;
+    nothing at all when nothing it reads changed since its last run (table versions, the
+    registry, the settings)."""
     name = tracking.model_name(config)
+    plain = config.to_dict()
+    registry = tracking.registry_stamp(config)      # None: a tracking server, asked below
+
+    def read_now(model_id=None):
+        return runs.inputs_of(spark, config,
+                              ("videos", "frames", "motion", "features", "predictions"),
+                              registry=registry or model_id,
+                              motion=motion.configured_identity(config),
+                              settings=[plain["features"], plain["segments"]])
+
+    if registry is not None:
+        last = runs.unchanged_since(spark, config, "score", read_now())
+        if last is not None:
+            return _unchanged(last)
     champion = require_champion(config)
     tags = champion.tags or {}
     weights = tags.get("weights")
@@ -72,6 +99,10 @@ def run(spark: SparkSession, config: Config) -> dict:
                               "which the stored features no longer match; train again")
     version = int(champion.version)
     model_id = f"{name}/{version}"
+    if registry is None:
+        last = runs.unchanged_since(spark, config, "score", read_now(model_id))
+        if last is not None:
+            return _unchanged(last)
     models.sync_models_table(spark, config)  # the alias may have been moved by hand
     videos = storage.read(spark, config, "videos").where(
         (F.col("status") == "ok") & F.col("role").contains("score")).select("video")
@@ -110,4 +141,5 @@ def run(spark: SparkSession, config: Config) -> dict:
              version, feature_set)
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,
             "scored": n, "model_id": model_id, "model_version": version,
-            "feature_set": feature_set, "segments": found, "segment_videos": len(rescored)}
+            "feature_set": feature_set, "segments": found, "segment_videos": len(rescored),
+            "inputs": read_now(model_id)}

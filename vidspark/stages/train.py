@@ -44,7 +44,7 @@ from vidspark.errors import VidsparkError
 from vidspark.media import motion
 from vidspark.stages import evaluation, feature_sets
 from vidspark.stages.pca import EigenPCA
-from vidspark.storage import models, tracking
+from vidspark.storage import models, runs, tracking
 from vidspark.storage.schemas import REVIEW_SOURCE
 
 log = logging.getLogger(__name__)
@@ -547,7 +547,27 @@ def run(spark: SparkSession, config: Config) -> dict:
     """Cross-validate the sweep, log to MLflow, register the refit best model, decide the champion.
 
     When neither the labelled training rows nor the settings changed since a registered version,
-    that version is kept (an idle night does not train, register or re-score)."""
+    that version is kept (an idle night does not train, register or re-score); when nothing
+    training reads changed since the last train run (table versions and settings), its model is
+    kept without even assembling the training rows."""
+    plain = config.to_dict()
+    settings = hashlib.sha256(json.dumps(
+        {"train": plain["train"], "features": plain["features"], "tracking": plain["tracking"]},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def read_now():
+        return runs.inputs_of(spark, config, ("labels", "videos", "features", "motion"),
+                              settings=settings, motion=motion.configured_identity(config))
+
+    last = runs.unchanged_since(spark, config, "train", read_now())
+    if last is not None and last.get("model_id"):
+        log.info("train: labelled rows, features and settings unchanged since run %s; keeping "
+                 "model %s", last["run_id"], last["model_id"])
+        return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0,
+                **{k: last.get(k) for k in ("rows", "positives", "videos", "model_id",
+                                            "model_version", "feature_set")},
+                "refit": False, "champion": None, "inputs": last["inputs"],
+                "unchanged_since": last["run_id"]}
     import mlflow
     import mlflow.spark
     import pyspark
@@ -580,7 +600,8 @@ def run(spark: SparkSession, config: Config) -> dict:
                     "positives": int(tags.get("positives", 0)),
                     "videos": int(tags.get("train_videos", 0)),
                     "model_id": f"{name}/{same.version}", "model_version": int(same.version),
-                    "feature_set": tags.get("feature_set"), "refit": False, "champion": None}
+                    "feature_set": tags.get("feature_set"), "refit": False, "champion": None,
+                    "inputs": read_now()}
         counts = {k: v for k, v in ((1, summary["positives"]), (0, summary["negatives"])) if v}
         total = summary["rows"]
         if total == 0:
@@ -656,4 +677,5 @@ def run(spark: SparkSession, config: Config) -> dict:
             "champion": promote, "decision": reason, "run_id": run_id,
             "areaUnderPR": m["areaUnderPR"], "areaUnderROC": m["areaUnderROC"],
             "threshold": m["threshold"], "feature_set": best["feature_set"],
-            "model_type": best["model"], "best_params": spark_params(best)}
+            "model_type": best["model"], "best_params": spark_params(best),
+            "inputs": read_now()}

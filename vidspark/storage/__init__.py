@@ -14,6 +14,8 @@ operations are done with dynamic partition overwrite (not atomic across partitio
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from typing import Iterable, Optional, Sequence
@@ -60,6 +62,85 @@ def _partitioned(config: Config, name: str) -> bool:
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Written under <storage.root>/tables once every table was brought up to the schemas of
+# storage.schemas: while it names the same schemas, a job trusts the tables and checks nothing.
+SCHEMA_STAMP = "_vidspark_schemas.json"
+
+
+# Delta table properties. The runs table takes a few small commits per job (its start, each
+# stage, its end): a checkpoint every 10 commits (Delta's default) cost a few seconds in a job's
+# bookkeeping more nights than not; reading it replays at most 100 small commit files instead.
+TABLE_PROPERTIES = {"runs": {"delta.checkpointInterval": "100"}}
+
+
+def schema_fingerprint() -> str:
+    """Identifies the schemas (``storage.schemas.TABLES``) and properties of every table."""
+    text = json.dumps({name: [schema.jsonValue(), TABLE_PROPERTIES.get(name, {})]
+                       for name, schema in TABLES.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stamp_path(config: Config) -> str:
+    return f"{root(config)}/tables/{SCHEMA_STAMP}"
+
+
+def ensure_tables(spark: SparkSession, config: Config) -> set:
+    """What a job needs before its stages: every table exists and has today's schema. On a store
+    whose schema stamp names today's schemas that is a check that each table's ``_delta_log``
+    exists (no Delta snapshot is read, no catalog entry made: the stages read tables by path);
+    otherwise ``register_tables`` (create, migrate, register) runs and writes the stamp.
+    Returns the tables created."""
+    if _fmt(config) != "delta" or read_text(spark, _stamp_path(config)) != schema_fingerprint():
+        before = {n for n in TABLES if _exists(spark, table_path(config, n) + "/_delta_log")}
+        register_tables(spark, config)
+        if _fmt(config) == "delta":
+            write_text(spark, _stamp_path(config), schema_fingerprint())
+        return set(TABLES) - before
+    missing = [n for n in TABLES if not _exists(spark, table_path(config, n) + "/_delta_log")]
+    if missing:   # a table removed by hand: made again, empty
+        register_tables(spark, config, missing)
+    return set(missing)
+
+
+def read_text(spark: SparkSession, path: str) -> Optional[str]:
+    """A small text file of the store (any Hadoop file system); None when there is none."""
+    hpath, fs = _hadoop_path(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        jvm = spark.sparkContext._jvm
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8").strip()
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write (replace) a small text file of the store."""
+    hpath, fs = _hadoop_path(spark, path)
+    out = fs.create(hpath, True)
+    try:
+        out.write(bytearray(text.encode()))
+    finally:
+        out.close()
+
+
+def table_versions(spark: SparkSession, config: Config, names: Iterable[str]) -> dict:
+    """{table: its latest Delta commit version} from each ``_delta_log`` listing (no snapshot is
+    read); None for every table of a Parquet store, which has no versions."""
+    out = {}
+    for name in names:
+        if _fmt(config) != "delta":
+            out[name] = None
+            continue
+        hpath, fs = _hadoop_path(spark, table_path(config, name) + "/_delta_log")
+        versions = [int(st.getPath().getName()[:-5]) for st in (fs.listStatus(hpath)
+                    if fs.exists(hpath) else [])
+                    if re.fullmatch(r"\d{20}\.json", st.getPath().getName())]
+        out[name] = max(versions) if versions else None
+    return out
 
 
 def register_tables(spark: SparkSession, config: Config, names: Optional[Iterable[str]] = None,
@@ -125,11 +206,17 @@ def _ensure_delta_table(spark: SparkSession, config: Config, name: str) -> bool:
     from delta.tables import DeltaTable
 
     path = table_path(config, name)
+    properties = TABLE_PROPERTIES.get(name, {})
     if not DeltaTable.isDeltaTable(spark, path):
         # Columns nullable, as a DataFrame write would make them.
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in TABLES[name].fields)
-        spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION {_sql_str(path)}")
+        spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION {_sql_str(path)}"
+                  + _tblproperties(properties))
         return False
+    if properties:
+        have = DeltaTable.forPath(spark, path).detail().first().properties or {}
+        if any(have.get(k) != v for k, v in properties.items()):
+            spark.sql(f"ALTER TABLE delta.`{path}` SET" + _tblproperties(properties))
     _migrate_vectors(spark, config, name)
     # A table written by an older vidspark gets the columns added since (always nullable).
     have = set(DeltaTable.forPath(spark, path).toDF().columns)
@@ -139,6 +226,13 @@ def _ensure_delta_table(spark: SparkSession, config: Config, name: str) -> bool:
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
         log.info("table %s: added columns %s", name, ", ".join(f.name for f in missing))
     return True
+
+
+def _tblproperties(properties: dict) -> str:
+    if not properties:
+        return ""
+    return " TBLPROPERTIES (" + ", ".join(f"{_sql_str(k)} = {_sql_str(v)}"
+                                         for k, v in sorted(properties.items())) + ")"
 
 
 def _migrate_vectors(spark: SparkSession, config: Config, name: str) -> None:

@@ -64,7 +64,13 @@ class RunRecorder:
         self.started[stage] = _now()
 
     def end(self, stage: str, report: Mapping) -> None:
-        self._stage_row(self._row(stage, "succeeded", report))
+        row = self._row(stage, "succeeded", report)
+        self._stage_row(row)
+        if report.get("inputs") is not None:       # what the next run compares with
+            latest = latest_details(self.spark, self.config)
+            latest[stage] = dict(json.loads(row["details"]), run_id=self.run_id)
+            storage.write_text(self.spark, _stages_path(self.config),
+                               json.dumps(latest, sort_keys=True, default=str))
 
     def fail(self, stage: str, exc: BaseException) -> None:
         self._stage_row(self._row(stage, "failed", error=exc))
@@ -78,6 +84,46 @@ class RunRecorder:
                  for k in ("read", "written", "skipped", "quarantined")}
         final = self._row(RUN, "succeeded" if error is None else "failed", total, error)
         storage.replace_run(self.spark, self.config, self._frame(self.rows + [final]), self.run_id)
+
+
+def inputs_of(spark: SparkSession, config: Config, tables, **settings) -> Optional[dict]:
+    """What a stage reads, as its last successful run can be compared with: the Delta versions
+    of ``tables`` and ``settings`` (JSON-able values); None on a store without table versions
+    (Parquet), where no run is ever taken as unchanged."""
+    versions = storage.table_versions(spark, config, tables)
+    if any(v is None for v in versions.values()):
+        return None
+    return {"tables": versions, **settings}
+
+
+# What each stage's latest successful run read and said (its ``details``), beside the runs table
+# in one small file, so that a night with nothing new reads no table to find out.
+STAGES_FILE = "_vidspark_stages.json"
+
+
+def _stages_path(config: Config) -> str:
+    return f"{storage.root(config)}/tables/{STAGES_FILE}"
+
+
+def latest_details(spark: SparkSession, config: Config) -> dict:
+    """{stage: details of its latest successful run, with its ``run_id``}."""
+    text = storage.read_text(spark, _stages_path(config))
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:            # damaged: as if there were none (stages then do their work)
+        return {}
+
+
+def unchanged_since(spark: SparkSession, config: Config, stage: str,
+                    inputs: Optional[dict]) -> Optional[dict]:
+    """The details of the latest successful run of ``stage`` when its recorded ``inputs`` are
+    ``inputs`` (nothing it reads changed since: the stage has nothing to do), else None."""
+    if inputs is None:
+        return None
+    details = latest_details(spark, config).get(stage)
+    if not details or details.get("inputs") != json.loads(json.dumps(inputs)):
+        return None
+    return details
 
 
 def _message(exc: BaseException) -> str:

@@ -30,6 +30,20 @@ def tracking_uri(config: Config) -> str:
     return f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
 
 
+def registry_stamp(config: Config) -> str | None:
+    """The embedded store's database file as it is now (size and modification time), so a stage
+    that only reads the registry can tell, without MLflow, that nothing in it changed since a
+    run; None for a tracking server (ask it)."""
+    uri = tracking_uri(config)
+    if not uri.startswith("sqlite:///"):
+        return None
+    try:
+        st = os.stat(uri[len("sqlite:///"):])
+    except OSError:
+        return None
+    return f"sqlite:{st.st_size}:{st.st_mtime_ns}"
+
+
 def _embedded_artifacts(config: Config) -> str | None:
     """The artifact folder of the embedded store (None for a server, which chooses its own)."""
     uri = tracking_uri(config)
