@@ -108,7 +108,13 @@ def test_features_are_finite_2048_vectors_that_differ(spark, run):
     assert len(feats) == run["counts"]["frames"]
     matrix = np.stack([np.asarray(v) for v in feats.features])
     assert matrix.shape[1] == 2048 and np.isfinite(matrix).all()
-    assert len({row.tobytes() for row in matrix}) == len(matrix)     # no two frames alike
+    # no two embedded frames alike; a second that showed nothing new holds the embedding of the
+    # second it reuses (featurizer.skip_unchanged)
+    fresh = (feats.embedded_second == feats.second).to_numpy()
+    assert len({row.tobytes() for row in matrix[fresh]}) == fresh.sum() > len(matrix) / 2
+    by_key = {(v, s): row.tobytes() for v, s, row in zip(feats.video, feats.second, matrix)}
+    for v, s, e in zip(feats.video, feats.second, feats.embedded_second):
+        assert e <= s and by_key[(v, s)] == by_key[(v, e)]
     assert feats.weights.str.startswith("file:inception_v3_notop_imagenet_partial").all()
 
 
@@ -235,6 +241,11 @@ def test_second_run_duplicates_nothing(spark, run):
     assert "0 new videos" in log and "0 frames featurized" in log
     assert "keeping model" in log and "0 frames scored" in log
     assert "labels file, frames and verdicts unchanged" in log
+    # nothing it reads changed: every stage said so without reading a table
+    first = storage.read(spark, run["config"], "runs").where("stage = 'run'") \
+        .orderBy("started_at").first().run_id
+    assert log.count(f"since run {first}") == 6, log       # 5 stages and the summary's line
+    assert "files, none new, changed or gone since run" in log and "tables under" not in log
 
 
 def test_vidspark_sql_returns_the_ranking(spark, run):

@@ -2,11 +2,12 @@
 known order, inside every second; a range decoded alone agrees with the whole video."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from vidspark.media import motion as M, video as V
-from tests.helpers import write_scene
+from tests.helpers import scene_frames, write_scene
 
 F = {name: i for i, name in enumerate(M.FEATURE_NAMES)}
 
@@ -108,3 +109,65 @@ def test_thumbnails_and_identity(tmp_path):
     assert all(len(t) == M.THUMB_SIZE[0] * M.THUMB_SIZE[1] for t in sampler.thumbs.values())
     assert M.identity(128, 10) == f"{M.ALGORITHM}:w128:fps10"
     assert M.small_gray(np.zeros((1080, 1920, 3), np.uint8), 128).shape == (72, 128)
+
+
+def test_the_luma_copy_is_the_grey_copy_of_the_converted_frame(tmp_path):
+    """Motion reads the decoder's luma plane: every k-th pixel, area-averaged, studio range
+    stretched: the grey copy of the BGR frame (converted, grey, reduced the same way) within
+    rounding, on studio-range H.264 and on full-range MJPEG (yuvj) alike."""
+    import av
+
+    from vidspark_demo import write_video
+
+    frames = [cv2.resize(f, (1280, 720)) for f in scene_frames("scuffle", seconds=1)[:3]]
+    for name in ("h264.mp4", "mjpeg.avi"):
+        path = str(tmp_path / name)
+        if name.endswith(".mp4"):
+            with av.open(path, "w") as out:
+                stream = out.add_stream("libx264", rate=25)
+                stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+                for frame in frames:
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                        out.mux(packet)
+                for packet in stream.encode():
+                    out.mux(packet)
+        else:
+            write_video(path, frames, fps=25)
+        container, stream = V._open(path)
+        try:
+            picture = next(V._decoded(container, stream))
+            luma, full = picture.luma()
+            assert luma.shape == (720, 1280) and full == name.endswith(".avi")
+            got = M.picture_gray(picture, 128).astype(int)
+            grey = cv2.cvtColor(picture.bgr(), cv2.COLOR_BGR2GRAY)
+            want = M.small_luma(grey, 128, full_range=True).astype(int)
+        finally:
+            container.close()
+        assert got.shape == want.shape == (72, 128)
+        # within rounding (swscale's fixed-point conversion sits about a level lower)
+        assert np.abs(got - want).mean() < 2.0 and np.abs(got - want).max() <= 4
+
+
+def test_a_second_reuses_the_last_embedded_second_while_nothing_changes():
+    from vidspark.media.change import embedded_seconds, thumb_change
+
+    still = np.full(768, 100, np.uint8)
+
+    def thumb(level=0, spot=0):
+        t = still.copy()
+        t[:] += level                       # light over the whole picture
+        t[:spot] = 10                       # something dark in a corner
+        return t.tobytes()
+
+    seconds = list(range(8))
+    thumbs = [thumb(), thumb(), thumb(3), thumb(6), thumb(9), thumb(9, spot=4), thumb(9, spot=4),
+              None]
+    assert thumb_change(thumb(), thumb(9)) == 9 and thumb_change(thumb(), b"x") == 255
+    # drift adds up against the last embedded second (3, 6 stay within 8 of 0; 9 does not);
+    # a dark spot is new; a second without a thumbnail is embedded
+    assert embedded_seconds(seconds, thumbs, 8) == [0, 0, 0, 0, 4, 5, 5, 7]
+    # any order in, the same decisions out; a missing second starts a new chain
+    order = [3, 1, 0, 2]
+    assert embedded_seconds(order, [thumbs[s] for s in order], 8) == [0, 0, 0, 0]
+    assert embedded_seconds([0, 1, 3], [thumb()] * 3, 8) == [0, 0, 3]
+    assert embedded_seconds(seconds, thumbs, 0) == [0, 0, 2, 3, 4, 5, 5, 7]

@@ -177,3 +177,36 @@ def test_featurize_stage_on_jax_gives_tensorflows_features(spark, tmp_path, smal
     assert cos.min() >= 0.999, cos.min()
     assert np.abs(a - b).max() > 0        # JAX really ran: its float rounding differs
     assert report["weights"] == featurize.resolve_weights(config)[1]   # backend not in identity
+
+
+def test_seconds_that_show_nothing_new_reuse_the_last_embedded_seconds_features(spark, tmp_path):
+    """featurizer.skip_unchanged: a still scene is embedded once; a block that appears and stays
+    is embedded when it appears; a moving block every second. Every second keeps a row, and
+    ``embedded_second`` says whose embedding it holds. Turned off, the reused rows are embedded
+    again."""
+    from vidspark.stages import featurize
+    from tests.helpers import write_scene
+
+    for kind in ("still", "appear", "fast"):
+        write_scene(tmp_path / "score" / "cam" / f"{kind}.mpg", kind, seconds=6)
+    config = make_config(tmp_path, "input.train_videos=null", "featurizer.chunk_frames=4")
+    storage.register_tables(spark, config)
+    extract.run(spark, config)
+    report = featurize.run(spark, config)
+    assert (report["featurized"], report["embedded"], report["reused"]) == (18, 9, 9)
+    rows = {(r.video, r.second): r for r in storage.read(spark, config, "features").collect()}
+    assert len(rows) == 18
+    embedded = {v: [rows[(f"cam/{v}", s)].embedded_second for s in range(6)]
+                for v in ("still", "appear", "fast")}
+    # "appear": the block is there from 4.0 s, second 4's own frame
+    assert embedded == {"still": [0] * 6, "appear": [0, 0, 0, 0, 4, 4], "fast": list(range(6))}
+    for (video, second), r in rows.items():
+        assert r.features == rows[(video, r.embedded_second)].features
+    assert featurize.run(spark, config)["featurized"] == 0
+    off = config.replace("featurizer.skip_unchanged=false")
+    again = featurize.run(spark, off)
+    assert (again["featurized"], again["embedded"], again["reused"]) == (9, 9, 0)
+    rows = {(r.video, r.second): r for r in storage.read(spark, off, "features").collect()}
+    assert len(rows) == 18 and all(r.embedded_second == s for (_, s), r in rows.items())
+    still = np.array([rows[("cam/still", s)].features for s in range(6)])
+    assert (cosine(still, np.repeat(still[:1], 6, axis=0)) > 0.99).all()   # nothing new, indeed

@@ -253,7 +253,7 @@ def _validate_camera(config: dict) -> None:
 
 def _validate_features(config: dict) -> None:
     for key in ("extract.motion_width", "features.background_samples",
-                "features.anomaly_min_seconds"):
+                "features.anomaly_min_seconds", "features.anomaly_history_seconds"):
         _positive_int(key, get(config, key))
     if get(config, "extract.motion_width") < 32:
         raise ConfigError("extract.motion_width must be at least 32")
@@ -381,6 +381,7 @@ class FeaturesConfig:
     pca_components: int
     background_samples: int
     anomaly_min_seconds: int
+    anomaly_history_seconds: int
 
 
 @dataclass(frozen=True)

@@ -114,20 +114,75 @@ def _camera_rows(spark: SparkSession, config: Config, videos: Optional[DataFrame
 
 # --- background and anomaly -------------------------------------------------------------------
 
-def _median_thumbs(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
-    stack = np.stack([np.frombuffer(t, np.uint8) for t in frame["thumb"]])
-    median = np.median(stack, axis=0).round().astype(np.uint8).tobytes()
-    return pd.DataFrame({"camera": [key[0]], "background": [median]})
+_STATS = T.StructType([T.StructField("camera", T.StringType()),
+                       T.StructField("_seconds", T.LongType()),
+                       T.StructField("background", T.BinaryType()),
+                       T.StructField("_med", T.ArrayType(T.DoubleType())),
+                       T.StructField("_mad", T.ArrayType(T.DoubleType()))])
+
+
+def _lower_median(values: np.ndarray) -> np.ndarray:
+    """Per column, the smallest value with at least half the values at or below it (Spark's
+    ``percentile_approx(x, 0.5)``, which is exact at these sizes)."""
+    ranked = np.sort(values, axis=0)
+    return ranked[int(np.ceil(0.5 * len(ranked))) - 1]
+
+
+def _thumb_difference(thumbs, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean absolute grey-level difference / 255, share off by more than 25 levels) of each
+    thumbnail against ``background``."""
+    stack = np.stack([np.frombuffer(t, np.uint8) for t in thumbs]).astype(np.int16)
+    d = np.abs(stack - background.astype(np.int16))
+    return d.mean(axis=1) / 255.0, (d > 25).mean(axis=1)
+
+
+def _stats_fn(background_samples: int, stats_samples: int):
+    def stats(key: tuple, frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.sort_values("_n")
+        thumbs = [t for t in frame["thumb"].iloc[:background_samples] if t is not None]
+        sizes = {len(t) for t in thumbs}
+        if not thumbs or len(sizes) != 1:
+            return pd.DataFrame({"camera": [key[0]], "_seconds": [int(frame["_total"].iloc[0])],
+                                 "background": [None], "_med": [None], "_mad": [None]})
+        background = np.median(np.stack([np.frombuffer(t, np.uint8) for t in thumbs]), axis=0)
+        background = background.round().astype(np.uint8)
+        med = mad = None
+        sample = frame.iloc[:stats_samples]
+        sample = sample[sample["thumb"].map(lambda t: t is not None and len(t) == background.size)]
+        if stats_samples and len(sample):
+            diff, share = _thumb_difference(sample["thumb"], background)
+            activity = np.column_stack([np.stack(sample["motion"].map(np.asarray)), diff, share])
+            med = _lower_median(activity)
+            mad = _lower_median(np.abs(activity - med))
+            med, mad = med.tolist(), mad.tolist()
+        return pd.DataFrame({"camera": [key[0]], "_seconds": [int(frame["_total"].iloc[0])],
+                             "background": [background.tobytes()], "_med": [med], "_mad": [mad]})
+    return stats
+
+
+def camera_statistics(history: DataFrame, background_samples: int,
+                      stats_samples: int) -> DataFrame:
+    """Per camera of ``history`` (camera, video, second, motion, thumb): ``_seconds`` (how many
+    it has), ``background`` (the per-pixel median thumbnail of ``background_samples`` of its
+    seconds) and, when ``stats_samples`` > 0, ``_med`` and ``_mad`` (median and median absolute
+    deviation of each activity value, ``_activity``, over ``stats_samples`` of its seconds).
+    The seconds are a fixed sample spread over the camera's videos (the smallest hashes of video
+    and second), so a camera's statistics cost the same whatever its history, and one pandas
+    pass per camera computes them all."""
+    by_camera = Window.partitionBy("camera")
+    pick = by_camera.orderBy(F.xxhash64("video", "second"), "video", "second")
+    sampled = (history.select("camera", "video", "second", "motion", "thumb")
+               .withColumn("_n", F.row_number().over(pick))
+               .withColumn("_total", F.count(F.lit(1)).over(by_camera))
+               .where(F.col("_n") <= max(background_samples, stats_samples)))
+    return (sampled.select("camera", "motion", "thumb", "_n", "_total").groupBy("camera")
+            .applyInPandas(_stats_fn(background_samples, stats_samples), _STATS))
 
 
 def backgrounds(history: DataFrame, samples: int) -> DataFrame:
     """(camera, background): the per-pixel median thumbnail of up to ``samples`` seconds of each
     camera, picked by a hash of (video, second), so spread over its videos and stable."""
-    pick = Window.partitionBy("camera").orderBy(F.xxhash64("video", "second"), "video", "second")
-    sampled = (history.select("camera", "video", "second", "thumb")
-               .withColumn("n", F.row_number().over(pick)).where(F.col("n") <= samples))
-    return (sampled.select("camera", "thumb").groupBy("camera")
-            .applyInPandas(_median_thumbs, "camera string, background binary"))
+    return camera_statistics(history, samples, 0).select("camera", "background")
 
 
 @F.pandas_udf(_BACKGROUND)
@@ -146,8 +201,8 @@ def _background_difference(thumb: pd.Series, background: pd.Series) -> pd.DataFr
 
 def with_background(rows: DataFrame, background: DataFrame) -> DataFrame:
     """``rows`` (with camera, thumb) plus ``background_diff`` and ``background_changed_share``
-    against ``background`` (``backgrounds`` output)."""
-    joined = rows.join(F.broadcast(background), "camera", "left")
+    against ``background`` (camera, background)."""
+    joined = rows.join(F.broadcast(background.select("camera", "background")), "camera", "left")
     diff = _background_difference(F.col("thumb"), F.col("background"))
     return (joined.withColumn("_bg", diff)
             .withColumn("background_diff", F.col("_bg.background_diff"))
@@ -163,27 +218,21 @@ def _activity(df: DataFrame) -> DataFrame:
                 F.coalesce("background_changed_share", F.lit(0.0)))))
 
 
-def anomaly_scores(rows: DataFrame, history: DataFrame, min_seconds: int) -> DataFrame:
+def anomaly_scores(rows: DataFrame, stats: DataFrame, min_seconds: int) -> DataFrame:
     """``rows`` (with camera, motion, background columns) plus ``anomaly_score``: the mean of the
-    positive robust z-scores of its activity against its camera's history (same columns)."""
+    positive robust z-scores of its activity against its camera's statistics (``stats``, of
+    ``camera_statistics``); null for a camera with fewer than ``min_seconds`` seconds."""
     n = N_MOTION + 2
-    hist = _activity(history)
-    med = hist.groupBy("camera").agg(
-        F.count(F.lit(1)).alias("_seconds"),
-        F.array(*[F.percentile_approx(F.col("_activity")[i], 0.5) for i in range(n)]).alias("_med"))
-    dev = (hist.join(F.broadcast(med), "camera")
-           .withColumn("_dev", F.zip_with("_activity", "_med", lambda x, m: F.abs(x - m))))
-    mad = dev.groupBy("camera").agg(
-        F.array(*[F.percentile_approx(F.col("_dev")[i], 0.5) for i in range(n)]).alias("_mad"))
-    stats = med.join(mad, "camera").where(F.col("_seconds") >= min_seconds)
-    scored = _activity(rows).join(F.broadcast(stats), "camera", "left")
+    known = (stats.where((F.col("_seconds") >= min_seconds) & F.col("_med").isNotNull())
+             .select("camera", "_med", "_mad"))
+    scored = _activity(rows).join(F.broadcast(known), "camera", "left")
     z = F.zip_with(
         F.zip_with("_activity", "_med", lambda x, m: x - m),
         F.zip_with("_mad", "_med", lambda d, m: 1.4826 * d + 1e-3 * (1.0 + F.abs(m))),
         lambda dx, s: F.least(F.greatest(dx / s, F.lit(0.0)), F.lit(_Z_CLIP)))
     score = F.aggregate(z, F.lit(0.0), lambda acc, v: acc + v) / F.lit(float(n))
     return (scored.withColumn("anomaly_score", F.when(F.col("_med").isNotNull(), score))
-            .drop("_activity", "_med", "_mad", "_seconds"))
+            .drop("_activity", "_med", "_mad"))
 
 
 # --- context across seconds ----------------------------------------------------------------------
@@ -249,11 +298,12 @@ def assemble(spark: SparkSession, config: Config, groups, *, weights: Optional[s
         rows = rows.join(emb, ["video", "second"], "inner")
     anomaly = anomaly_score or "anomaly" in groups
     if anomaly or "change" in groups:
-        background = backgrounds(history, int(f.background_samples)).localCheckpoint()
-        rows = with_background(rows, background)
+        stats = camera_statistics(history, int(f.background_samples),
+                                  int(f.anomaly_history_seconds) if anomaly else 0
+                                  ).localCheckpoint()          # a row per camera
+        rows = with_background(rows, stats)
     if anomaly:
-        rows = anomaly_scores(rows, with_background(history, background),
-                              int(f.anomaly_min_seconds))
+        rows = anomaly_scores(rows, stats, int(f.anomaly_min_seconds))
     else:
         rows = rows.withColumn("anomaly_score", F.lit(None).cast("double"))
     context = int(f.context_seconds)

@@ -125,12 +125,22 @@ def promote(config: Config, version: int | str) -> None:
     client(config).set_registered_model_alias(model_name(config), CHAMPION, str(version))
 
 
-def load_spark_model(config: Config, version):
-    """The Spark ML model of a registered version (a ``PipelineModel``)."""
-    import mlflow.spark
+_MODELS: dict = {}
 
-    setup(config)
-    return mlflow.spark.load_model(f"models:/{model_name(config)}/{version}")
+
+def load_spark_model(config: Config, version):
+    """The Spark ML model of a registered version (a ``PipelineModel``), loaded once per Spark
+    application (a registered version never changes)."""
+    import mlflow.spark
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    key = (session.sparkContext.applicationId if session else None, tracking_uri(config),
+           model_name(config), str(version))
+    if key not in _MODELS:
+        setup(config)
+        _MODELS[key] = mlflow.spark.load_model(f"models:/{model_name(config)}/{version}")
+    return _MODELS[key]
 
 
 def validation(config: Config, version: int | str | None = None):
