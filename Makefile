@@ -60,10 +60,10 @@ test: install browser  ## run the test suite (what CI runs)
 test-fast: install browser  ## the test suite without the slow tests
 	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
-test-scale: install  ## only the scale tests (2-hour video, 500 videos); also part of `make test`
+test-scale: install  ## only the scale tests (2-hour video, 500 videos, 1080p in 512 MB); also part of `make test`
 	$(PY) -m pytest -m scale -s $(PYTEST_ARGS)
 
-bench: install  ## run the benchmarks (~16 min): bench/results.json, bench/results.md, README's table
+bench: install  ## run the benchmarks (~90 min; the camera footage is made once, ~15 min): bench/results.*, README's tables
 	$(PY) -m vidspark_bench.bench --out bench --weights $(DEMO_WEIGHTS) --readme README.md $(ARGS)
 
 eval: install  ## camera-grouped quality on ../shared/data/fights (~10 min): eval/results.*, README's table

@@ -108,3 +108,23 @@ def cosine(a, b) -> np.ndarray:
     """Cosine similarity of each row of ``a`` with the same row of ``b``."""
     a, b = np.asarray(a), np.asarray(b)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def noise_video(path, seconds: int, size=(1920, 1080)) -> None:
+    """``seconds`` of one 1080p noise picture at 1 frame/s, losslessly coded: a 8 MB file whose
+    every second is a ~1.9 MB JPEG (560 MB for 300 s), decoded in no time."""
+    import av
+
+    picture = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"preset": "ultrafast", "qp": "0"}
+        for i in range(seconds):
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)

@@ -4,6 +4,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from vidspark import pipeline, storage
@@ -210,3 +211,34 @@ def test_seconds_that_show_nothing_new_reuse_the_last_embedded_seconds_features(
     assert len(rows) == 18 and all(r.embedded_second == s for (_, s), r in rows.items())
     still = np.array([rows[("cam/still", s)].features for s in range(6)])
     assert (cosine(still, np.repeat(still[:1], 6, axis=0)) > 0.99).all()   # nothing new, indeed
+
+
+def test_a_decode_task_hands_over_small_batches_of_complete_seconds(tmp_path, monkeypatch):
+    """A range's rows leave the task in batches of about ``extract.BATCH_BYTES`` of JPEG, each
+    second with all its motion: cut into one-frame batches, the rows are those of one batch."""
+    from tests.helpers import noise_video, write_scene
+
+    noise = tmp_path / "noise.mp4"
+    noise_video(noise, 6)
+    scuffle = write_scene(tmp_path / "scuffle.mpg", "scuffle", seconds=5)
+
+    def decode(path):
+        p = V.probe(str(path))
+        rec = {"video": "v", "path": str(path), "camera": None, "range_start": 0,
+               "range_end": None, "first_ts_ms": p.first_ts_ms, "fps": p.fps}
+        return list(extract._decode_range(rec, 90, 10.0, 1920))
+
+    whole = {str(p): decode(p) for p in (noise, scuffle)}
+    monkeypatch.setattr(extract, "BATCH_BYTES", 3 << 20)
+    batches = decode(noise)
+    jpegs = [b[b.kind == "frame"].jpeg.map(len).tolist() for b in batches[:-1]]
+    assert [len(j) for j in jpegs] == [2, 2, 2]                       # ~1.9 MB frames
+    assert all(sum(j) - j[-1] < extract.BATCH_BYTES for j in jpegs)
+    assert batches[-1].kind.tolist() == ["range"] and batches[-1].frames.iloc[0] == 6
+    monkeypatch.setattr(extract, "BATCH_BYTES", 1)
+    small = pd.concat(decode(scuffle), ignore_index=True)
+    ref = pd.concat(whole[str(scuffle)], ignore_index=True)
+    assert len(decode(scuffle)) == 5 + 1 and len(whole[str(scuffle)]) == 2
+    for column in ("second", "jpeg", "pairs", "thumb"):
+        assert small[column].tolist() == ref[column].tolist(), column
+    assert [list(m) for m in small.motion.dropna()] == [list(m) for m in ref.motion.dropna()]

@@ -1,4 +1,5 @@
-"""Scale: a 2-hour video split into parallel time ranges, and 500 videos in camera/date folders,
+"""Scale: a 2-hour video split into parallel time ranges, 500 videos in camera/date folders, and
+300 s of 1080p frames (560 MB of JPEG) with a 512 MB driver,
 each through `spark-submit jobs/extract_frames.py` (fresh Python workers, so the reported peak
 worker memory is the extract stage's own)."""
 from __future__ import annotations
@@ -16,6 +17,7 @@ from vidspark import storage
 from vidspark.config import load_config
 from vidspark_demo import write_video
 from tests.conftest import ROOT
+from tests.helpers import noise_video
 from tests.test_e2e import _env
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale]
@@ -90,3 +92,30 @@ def test_five_hundred_videos_in_camera_date_folders(spark, tmp_path):
     # a second run skips all 500 without hashing them again
     _, again, _ = extract_job(tmp_path, score_videos=str(tmp_path / "score"))
     assert "0 new videos" in again.stdout + again.stderr
+
+
+def test_long_high_resolution_input_extracts_in_bounded_memory(spark, tmp_path):
+    """300 s of 1080p frames that make 560 MB of JPEG, in two ranges decoded side by side, with
+    a 512 MB driver (local mode: executors in it too): decode tasks hand over small batches, the
+    decoded rows are cached on disk and written in small row groups. Before, a range's frames
+    went to Spark as one Arrow batch and the job died of OutOfMemoryError."""
+    noise_video(tmp_path / "score" / "cam1" / "noise.mp4", 300)
+    conf = tmp_path / "bounded.yaml"
+    conf.write_text(yaml.safe_dump({"storage": {"root": str(tmp_path / "store")},
+                                    "input": {"score_videos": str(tmp_path / "score")},
+                                    "extract": {"split_seconds": 150}}))
+    proc = subprocess.run(["spark-submit", "--master", "local[2]", "--driver-memory", "512m",
+                           "jobs/extract_frames.py", "--config", str(conf)], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "OutOfMemoryError" not in out, out[-4000:]
+    config = load_config(str(conf))
+    storage.register_tables(spark, config)
+    video = storage.read(spark, config, "videos").first()
+    assert (video.status, video.seconds, video.width) == ("ok", 300, 1920)
+    frames = storage.read(spark, config, "frames")
+    assert frames.count() == 300
+    sizes = [len(r.jpeg) for r in frames.select("jpeg").limit(3).collect()]
+    assert min(sizes) > 1_000_000                     # noise: about 1.9 MB a frame
+    print(f"300 s of 1080p noise ({sum(sizes) / len(sizes) * 300 / 1e6:.0f} MB of JPEG) with a "
+          f"512 MB driver: peak worker RSS {extract_details(spark, config)['max_worker_rss_mb']:.0f} MB")

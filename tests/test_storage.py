@@ -1,4 +1,7 @@
 """Idempotent writes on real Delta and Parquet tables, and registration by name."""
+import os
+import shutil
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -88,3 +91,32 @@ def test_a_store_from_before_cameras_and_array_features_is_migrated_in_place(spa
         assert table.num_rows == 3 and str(table.schema.field("features").type) == "list<element: float>"
         storage.register_tables(spark, config)          # nothing left to migrate: no new commit
         assert storage.table_version(spark, config, "features") == 2   # write, migrate, add camera
+
+
+def test_a_job_trusts_a_store_whose_stamp_names_todays_schemas(spark, tmp_path):
+    """``ensure_tables`` creates and stamps a fresh store; on a stamped store it only checks that
+    each table's log exists (a table removed by hand comes back empty); a stamp of other schemas
+    brings every table up to date again. Table versions come from the log listing."""
+    config = make_config(tmp_path)
+    assert storage.ensure_tables(spark, config) == set(storage.TABLES)
+    stamp = os.path.join(storage.root(config), "tables", storage.SCHEMA_STAMP)
+    assert open(stamp).read() == storage.schema_fingerprint()
+    assert storage.ensure_tables(spark, config) == set()
+    shutil.rmtree(storage.table_path(config, "segments"))
+    assert storage.ensure_tables(spark, config) == {"segments"}
+    with open(stamp, "w") as fh:
+        fh.write("an older vidspark")
+    assert storage.ensure_tables(spark, config) == set()       # checked, nothing to create
+    assert open(stamp).read() == storage.schema_fingerprint()
+    from delta.tables import DeltaTable
+
+    runs = DeltaTable.forPath(spark, storage.table_path(config, "runs"))
+    assert runs.detail().first().properties["delta.checkpointInterval"] == "100"
+    before = storage.table_versions(spark, config, ["frames", "runs"])
+    spark.sql(f"ALTER TABLE delta.`{storage.table_path(config, 'frames')}` "
+              "SET TBLPROPERTIES ('vidspark.test' = 'a commit')")
+    after = storage.table_versions(spark, config, ["frames", "runs"])
+    assert after == {"frames": before["frames"] + 1, "runs": before["runs"]}
+    assert after["frames"] == storage.table_version(spark, config, "frames")
+    parquet = make_config(tmp_path / "p", fmt="parquet")
+    assert storage.table_versions(spark, parquet, ["frames"]) == {"frames": None}

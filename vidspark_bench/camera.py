@@ -98,7 +98,7 @@ def bounds(path: str, weights: str, batch_size: int, precision: str) -> dict:
     """On one core, on one footage file: decode-only (the faster decoder), model-only, the
     seek-loop check, stored JPEG to model input."""
     from vidspark.stages import featurize as FZ
-    from vidspark_bench.bench import _extract_ours, _extract_seek_loop, _pin_one_core
+    from vidspark_bench.measure import _extract_ours, _extract_seek_loop, _pin_one_core
 
     core = _pin_one_core()
     import cv2
@@ -267,7 +267,7 @@ def marginal(runs: dict, cores: int) -> dict:
 def memory(paths: list, store: str) -> dict:
     """``spark-submit jobs/extract_frames.py`` on ``paths`` with Spark's default memory: whether
     it succeeded, its wall time and the peak memory of the driver's JVM and the Python workers."""
-    from vidspark_bench.bench import TreeMemory
+    from vidspark_bench.measure import TreeMemory
 
     shutil.rmtree(store, ignore_errors=True)
     incoming = os.path.join(store, "incoming")

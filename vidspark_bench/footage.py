@@ -24,7 +24,7 @@ RESOLUTIONS = {"1080p": (1920, 1080), "720p": (1280, 720)}
 BITRATE_KBPS = {"1080p": 1500, "720p": 1000}
 FPS, GOP = 25, 50
 ACTIVE_FRACTION = 0.2
-FOOTAGE_VERSION = 2          # bump when the footage would change (files are remade)
+FOOTAGE_VERSION = 3          # bump when the footage would change (files are remade)
 
 # The fights cameras whose clips share one encoder setup (one H.264 parameter set), per size.
 REAL_CAMERAS = {"1080p": ["cam10", "cam13"], "720p": ["cam16", "cam18"]}
@@ -82,7 +82,7 @@ def generated(folder: str, resolution: str, index: int, seconds: int = 300,
     stream.codec_context.gop_size = GOP
     # what a camera's encoder sends: CABAC (main profile), no B-frames, a fixed GOP, a capped
     # rate; x264's "superfast" analysis only to make the files in reasonable time
-    stream.options = {"preset": "superfast", "profile": "main", "bframes": "0",
+    stream.options = {"preset": "superfast", "profile": "main", "bf": "0",
                       "keyint_min": str(GOP), "sc_threshold": "0", "maxrate": f"{kbps}k",
                       "bufsize": f"{2 * kbps}k"}
     for i, frame in enumerate(day.frames()):

@@ -105,16 +105,25 @@ def ensure_tables(spark: SparkSession, config: Config) -> set:
 
 
 def read_text(spark: SparkSession, path: str) -> Optional[str]:
-    """A small text file of the store (any Hadoop file system); None when there is none."""
+    """A small text file of the store (any Hadoop file system); None when there is none or it
+    cannot be read (such as a file replaced by hand beside its Hadoop checksum): these files only
+    let a job skip work, so a missing one costs a full check, never a wrong answer."""
+    from py4j.protocol import Py4JJavaError
+
     hpath, fs = _hadoop_path(spark, path)
     if not fs.exists(hpath):
         return None
-    stream = fs.open(hpath)
     try:
-        jvm = spark.sparkContext._jvm
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8").strip()
-    finally:
-        stream.close()
+        stream = fs.open(hpath)
+        try:
+            jvm = spark.sparkContext._jvm
+            return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8").strip()
+        finally:
+            stream.close()
+    except Py4JJavaError as e:
+        log.warning("%s cannot be read (%s); the job checks instead", path,
+                    e.java_exception.toString())
+        return None
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
