@@ -305,9 +305,12 @@ def _decode_forward(container, stream, path, start, end, first_ts_ms, fps, stats
         rel = ts_abs - first_ts_ms
         if first_after_seek:
             first_after_seek = False
-            if rel > start * 1000.0 + _EPS_MS:
-                # The seek overshot the range start: decode this range from the file's start.
+            if rel > start * 1000.0 + _EPS_MS or picture.frame.pts is None:
+                # The seek overshot the range start, or landed on a frame without a timestamp
+                # (counting on from it would be counting from nowhere): decode this range from
+                # the file's start, with the first container closed meanwhile.
                 stats.restarted = True
+                container.close()
                 container2, stream2 = _open(path, threads)
                 try:
                     yield from _decode_forward(container2, stream2, path, start, end, first_ts_ms,

@@ -282,8 +282,8 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: in
                   motion_width: int = 128, motion_fps: float = 10.0,
                   frames: bool = True, threads: int = 1) -> Iterator[pd.DataFrame]:
     """Decode one time range: rows per second (its JPEG unless ``frames`` is false, and its
-    motion, unless ``motion_width`` is 0), in batches of at most ``BATCH_BYTES`` of JPEG or
-    ``BATCH_ROWS`` rows, then one bookkeeping row. A batch holds only seconds whose motion is
+    motion, unless ``motion_width`` is 0), in batches that end at the second reaching
+    ``BATCH_BYTES`` of JPEG or ``BATCH_ROWS`` rows, then one bookkeeping row. A batch holds only seconds whose motion is
     complete: when second s arrives, every earlier second has all its frames."""
     start = int(rec["range_start"])
     end = None if pd.isna(rec["range_end"]) else int(rec["range_end"])
@@ -424,7 +424,11 @@ def run(spark: SparkSession, config: Config) -> dict:
             storage.set_camera(spark, config, table, cameras)
         log.info("extract: camera set for %d stored videos", len(recamera))
     _commit(spark, config, touched + gone, known, new_content=False)
-    remeasured = _backfill_motion(spark, config, present)
+    remeasured, unmeasured = _backfill_motion(spark, config, present)
+    # Files that could not be read (no content hash) are tried again by every run, as are stored
+    # videos whose motion could not be measured: while there are any, a run records no inputs,
+    # so the next one does not take "nothing changed" for "nothing to do".
+    retry = [r["video"] for r in todo if r["content_hash"] is None] + unmeasured
 
     n_ok = sum(1 for v in video_rows if v["status"] == OK)
     for v in video_rows:
@@ -438,7 +442,7 @@ def run(spark: SparkSession, config: Config) -> dict:
               "frames": frames, "missing": len(gone), "problems": problems,
               "motion_version": M.configured_identity(config), "motion_remeasured": remeasured,
               "max_worker_rss_mb": _max_rss(video_rows),
-              "inputs": _inputs(spark, config, candidates)}
+              "inputs": None if retry else _inputs(spark, config, candidates)}
     log.info("extract: %d files, %d new videos (%d ok, %d quarantined), %d unchanged skipped, "
              "%d missing, %d frames, motion measured again for %d stored videos", len(candidates),
              len(todo), n_ok, report["quarantined"], report["skipped"], len(gone), frames,
@@ -588,7 +592,8 @@ def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> 
 
 def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
     """Measure the motion of stored ``ok`` videos that have none under the current settings
-    (decoding again, without re-encoding frames); returns how many videos were measured."""
+    (decoding again, without re-encoding frames); returns how many videos were measured and the
+    videos that could not be (their first frame could not be read)."""
     version = M.configured_identity(config)
     measured = (storage.read(spark, config, "motion").where(F.col("motion_version") == version)
                 .select("video").distinct())
@@ -597,7 +602,7 @@ def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
               .join(measured, "video", "left_anti").collect())
     videos = [r.asDict() for r in videos if r.video in present]
     if not videos:
-        return 0
+        return 0, []
     log.info("extract: measuring motion (%s) of %d stored videos", version, len(videos))
     # A range needs the first frame's timestamp, which the videos row lacks: probe (in tasks).
     parts = _task_count(spark, len(videos))
@@ -605,10 +610,14 @@ def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
              spark.createDataFrame([(r["video"], r["path"]) for r in videos], "video string, path string")
              .repartition(parts).mapInPandas(_first_timestamps, _FIRST)
              .collect()}
+    unreadable = [r["video"] for r in videos if first.get(r["video"]) is None]
     videos = [dict(r, first_ts_ms=first.get(r["video"])) for r in videos
               if first.get(r["video"]) is not None]
+    if unreadable:
+        log.warning("extract: motion of %d stored videos not measured, their files cannot be "
+                    "read now (e.g. %s); tried again next run", len(unreadable), unreadable[0])
     if not videos:
-        return 0
+        return 0, unreadable
     decoded = (_ranges(spark, videos, int(config.extract.split_seconds))
                .mapInPandas(_decoder(config, frames=False), _DECODED)
                .where(F.col("kind") == "frame"))
@@ -616,7 +625,7 @@ def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
     stored = storage.read(spark, config, "frames").select("video", "second")
     rows = _motion_rows(decoded, version).join(stored, ["video", "second"], "left_semi")
     storage.replace_videos(spark, config, "motion", rows, [r["video"] for r in videos])
-    return len(videos)
+    return len(videos), unreadable
 
 
 def _video_row(r: dict, s: dict, n: int, min_frames: int, now) -> dict:

@@ -497,7 +497,8 @@ def run(spark: SparkSession, config: Config) -> dict:
                               weights=identity, skip=[skip, int(fz.unchanged_grey)],
                               motion=M.configured_identity(config))
 
-    last = runs.unchanged_since(spark, config, "featurize", read_now())
+    start = read_now()
+    last = runs.unchanged_since(spark, config, "featurize", start)
     if last is not None:
         log.info("featurize: 0 frames featurized (frames and features unchanged since run %s)",
                  last["run_id"])
@@ -541,7 +542,7 @@ def run(spark: SparkSession, config: Config) -> dict:
         return {"read": 0, "written": 0, "skipped": total, "quarantined": 0,
                 "featurized": 0, "embedded": 0, "reused": 0, "weights": identity,
                 "precision": precision, "backend": fz.backend, "chunks": 0,
-                "inputs": read_now()}
+                "inputs": runs.settle(start, read_now(), ("features",))}
     backend = fz.backend
     log.info("featurize: %d frames to featurize with %s on %s: %d embedded in %d chunk(s) of at "
              "most %d frames, %d reused from an earlier second that shows the same",
@@ -585,7 +586,7 @@ def run(spark: SparkSession, config: Config) -> dict:
             "featurized": n, "embedded": n_embed, "reused": n_reused,
             "skip_unchanged": skip, "weights": identity, "precision": precision,
             "backend": backend, "partitions": partitions, "chunks": len(chunks),
-            "inputs": read_now()}
+            "inputs": runs.settle(start, read_now(), ("features",))}
 
 
 def _copies(reused: DataFrame, sources: DataFrame, identity: str) -> DataFrame:

@@ -193,7 +193,8 @@ def run(spark: SparkSession, config: Config) -> dict:
         return runs.inputs_of(spark, config, ("frames", "videos", "reviews", "labels"),
                               labels_file=digest)
 
-    last = runs.unchanged_since(spark, config, "labels", read_now())
+    start = read_now()
+    last = runs.unchanged_since(spark, config, "labels", start)
     if last is not None:
         log.info("labels: labels file, frames and verdicts unchanged since run %s; keeping the "
                  "labels table", last["run_id"])
@@ -205,14 +206,14 @@ def run(spark: SparkSession, config: Config) -> dict:
     if not path and reviews_fp == "0:0":
         log.info("labels: input.labels not set and no verdicts; keeping the labels table as it is")
         return {"read": 0, "written": 0, "skipped": 0, "quarantined": 0, "labels": None,
-                "inputs": read_now()}
+                "inputs": runs.settle(start, read_now(), ("labels",))}
     frames = storage.read(spark, config, "frames")
     fp = ((fingerprint(spark, path, frames, digest) if path else "no-file")
           + f"|reviews:{reviews_fp}")
     if fp == _last_fingerprint(spark, config):
         log.info("labels: labels file, frames and verdicts unchanged; keeping the labels table")
         return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0, "fingerprint": fp,
-                "inputs": read_now()}
+                "inputs": runs.settle(start, read_now(), ("labels",))}
     if path:
         parsed = parse(read_csv(spark, path), source=f"file:{path.rsplit('/', 1)[-1]}")
         imported, report = resolve(spark, parsed, frames)
@@ -238,4 +239,5 @@ def run(spark: SparkSession, config: Config) -> dict:
              "overriding a different imported label)", report["labels"], report["imported"],
              report["matched"], report["review_labels"], overridden)
     return dict(report, read=report["imported"] + report["review_labels"],
-                written=report["labels"], skipped=0, quarantined=0, inputs=read_now())
+                written=report["labels"], skipped=0, quarantined=0,
+                inputs=runs.settle(start, read_now(), ("labels",)))

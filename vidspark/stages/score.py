@@ -77,10 +77,12 @@ def run(spark: SparkSession, config: Config) -> dict:
                               ("videos", "frames", "motion", "features", "predictions"),
                               registry=registry or model_id,
                               motion=motion.configured_identity(config),
-                              settings=[plain["features"], plain["segments"]])
+                              settings=[plain["features"], plain["segments"], plain["tracking"],
+                                        tracking.tracking_uri(config)])
 
+    start = read_now()
     if registry is not None:
-        last = runs.unchanged_since(spark, config, "score", read_now())
+        last = runs.unchanged_since(spark, config, "score", start)
         if last is not None:
             return _unchanged(last)
     champion = require_champion(config)
@@ -100,7 +102,8 @@ def run(spark: SparkSession, config: Config) -> dict:
     version = int(champion.version)
     model_id = f"{name}/{version}"
     if registry is None:
-        last = runs.unchanged_since(spark, config, "score", read_now(model_id))
+        start = read_now(model_id)
+        last = runs.unchanged_since(spark, config, "score", start)
         if last is not None:
             return _unchanged(last)
     models.sync_models_table(spark, config)  # the alias may have been moved by hand
@@ -142,4 +145,4 @@ def run(spark: SparkSession, config: Config) -> dict:
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,
             "scored": n, "model_id": model_id, "model_version": version,
             "feature_set": feature_set, "segments": found, "segment_videos": len(rescored),
-            "inputs": read_now(model_id)}
+            "inputs": runs.settle(start, read_now(model_id), ("predictions",))}

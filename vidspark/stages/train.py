@@ -535,6 +535,17 @@ def _same_data_version(config: Config, data_fp: str):
     return None
 
 
+def _still_registered(config: Config, last: dict) -> bool:
+    """Whether the model version a train run kept or registered is still in the registry and a
+    champion is named (a tracking server's registry can change without vidspark)."""
+    try:
+        found = {str(v.version) for v in tracking.versions(config)}
+        return str(last.get("model_version")) in found and tracking.champion(config) is not None
+    except Exception as exc:  # noqa: BLE001 - unreachable or refusing: train as usual
+        log.warning("train: cannot check the registry (%s); training as usual", exc)
+        return False
+
+
 def current_inputs(spark: SparkSession, config: Config, keys: DataFrame) -> dict:
     """The identities of the features training uses: ``weights`` of the embeddings (only when a
     feature set needs them, else ``none``) and ``motion_version``."""
@@ -556,11 +567,16 @@ def run(spark: SparkSession, config: Config) -> dict:
         sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def read_now():
+        # The registry it writes, as its database file is now (a server: None, asked below).
         return runs.inputs_of(spark, config, ("labels", "videos", "features", "motion"),
-                              settings=settings, motion=motion.configured_identity(config))
+                              settings=settings, motion=motion.configured_identity(config),
+                              tracking=[tracking.tracking_uri(config), tracking.model_name(config)],
+                              registry=tracking.registry_stamp(config))
 
-    last = runs.unchanged_since(spark, config, "train", read_now())
-    if last is not None and last.get("model_id"):
+    start = read_now()
+    last = runs.unchanged_since(spark, config, "train", start)
+    if last is not None and last.get("model_id") and (
+            start["registry"] is not None or _still_registered(config, last)):
         log.info("train: labelled rows, features and settings unchanged since run %s; keeping "
                  "model %s", last["run_id"], last["model_id"])
         return {"read": 0, "written": 0, "skipped": 1, "quarantined": 0,
@@ -601,7 +617,7 @@ def run(spark: SparkSession, config: Config) -> dict:
                     "videos": int(tags.get("train_videos", 0)),
                     "model_id": f"{name}/{same.version}", "model_version": int(same.version),
                     "feature_set": tags.get("feature_set"), "refit": False, "champion": None,
-                    "inputs": read_now()}
+                    "inputs": runs.settle(start, read_now())}
         counts = {k: v for k, v in ((1, summary["positives"]), (0, summary["negatives"])) if v}
         total = summary["rows"]
         if total == 0:
@@ -678,4 +694,4 @@ def run(spark: SparkSession, config: Config) -> dict:
             "areaUnderPR": m["areaUnderPR"], "areaUnderROC": m["areaUnderROC"],
             "threshold": m["threshold"], "feature_set": best["feature_set"],
             "model_type": best["model"], "best_params": spark_params(best),
-            "inputs": read_now()}
+            "inputs": runs.settle(start, read_now())}

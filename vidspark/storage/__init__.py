@@ -93,7 +93,8 @@ def ensure_tables(spark: SparkSession, config: Config) -> set:
     otherwise ``register_tables`` (create, migrate, register) runs and writes the stamp.
     Returns the tables created."""
     if _fmt(config) != "delta" or read_text(spark, _stamp_path(config)) != schema_fingerprint():
-        before = {n for n in TABLES if _exists(spark, table_path(config, n) + "/_delta_log")}
+        marker = "/_delta_log" if _fmt(config) == "delta" else ""
+        before = {n for n in TABLES if _exists(spark, table_path(config, n) + marker)}
         register_tables(spark, config)
         if _fmt(config) == "delta":
             write_text(spark, _stamp_path(config), schema_fingerprint())

@@ -66,11 +66,13 @@ class RunRecorder:
     def end(self, stage: str, report: Mapping) -> None:
         row = self._row(stage, "succeeded", report)
         self._stage_row(row)
+        latest = latest_details(self.spark, self.config)
         if report.get("inputs") is not None:       # what the next run compares with
-            latest = latest_details(self.spark, self.config)
             latest[stage] = dict(json.loads(row["details"]), run_id=self.run_id)
-            storage.write_text(self.spark, _stages_path(self.config),
-                               json.dumps(latest, sort_keys=True, default=str))
+        elif latest.pop(stage, None) is None:      # nothing to compare with: the next run works
+            return
+        storage.write_text(self.spark, _stages_path(self.config),
+                           json.dumps(latest, sort_keys=True, default=str))
 
     def fail(self, stage: str, exc: BaseException) -> None:
         self._stage_row(self._row(stage, "failed", error=exc))
@@ -94,6 +96,17 @@ def inputs_of(spark: SparkSession, config: Config, tables, **settings) -> Option
     if any(v is None for v in versions.values()):
         return None
     return {"tables": versions, **settings}
+
+
+def settle(start: Optional[dict], end: Optional[dict], written=()) -> Optional[dict]:
+    """What a run records as having read: the versions of the tables it only reads as they were
+    when it started (before it read them: a change that lands while it runs is then seen as new
+    by the next run), those of the tables it writes as they are at its end (its own commits), and
+    the other values as at its end. None when either is None."""
+    if start is None or end is None:
+        return None
+    tables = {t: (end if t in written else start)["tables"].get(t) for t in end["tables"]}
+    return dict(end, tables=tables)
 
 
 # What each stage's latest successful run read and said (its ``details``), beside the runs table
