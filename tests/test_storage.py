@@ -96,7 +96,8 @@ def test_a_store_from_before_cameras_and_array_features_is_migrated_in_place(spa
 def test_a_job_trusts_a_store_whose_stamp_names_todays_schemas(spark, tmp_path):
     """``ensure_tables`` creates and stamps a fresh store; on a stamped store it only checks that
     each table's log exists (a table removed by hand comes back empty); a stamp of other schemas
-    brings every table up to date again. Table versions come from the log listing."""
+    brings every table up to date again. Table versions come from the log listing, and a stage
+    records those it only reads as they were when it started."""
     config = make_config(tmp_path)
     assert storage.ensure_tables(spark, config) == set(storage.TABLES)
     stamp = os.path.join(storage.root(config), "tables", storage.SCHEMA_STAMP)
@@ -120,3 +121,20 @@ def test_a_job_trusts_a_store_whose_stamp_names_todays_schemas(spark, tmp_path):
     assert after["frames"] == storage.table_version(spark, config, "frames")
     parquet = make_config(tmp_path / "p", fmt="parquet")
     assert storage.table_versions(spark, parquet, ["frames"]) == {"frames": None}
+    assert storage.ensure_tables(spark, parquet) == set(storage.TABLES)
+    assert storage.ensure_tables(spark, parquet) == set()      # nothing reported created twice
+    # What a stage records having read: the tables it only reads as they were when it started (a
+    # commit by another job meanwhile is new to its next run), the table it writes as it left it.
+    from vidspark.storage import runs as R
+
+    def read():
+        return R.inputs_of(spark, config, ("frames", "labels"), setting=1)
+
+    start = read()
+    for name in ("frames", "labels"):
+        spark.sql(f"ALTER TABLE delta.`{storage.table_path(config, name)}` "
+                  "SET TBLPROPERTIES ('vidspark.test' = 'another commit')")
+    assert R.settle(start, read(), ("labels",)) == {
+        "tables": {"frames": start["tables"]["frames"], "labels": start["tables"]["labels"] + 1},
+        "setting": 1}
+    assert R.inputs_of(spark, parquet, ("frames",)) is None and R.settle(None, start) is None
