@@ -96,8 +96,9 @@ def ensure_tables(spark: SparkSession, config: Config) -> set:
         marker = "/_delta_log" if _fmt(config) == "delta" else ""
         before = {n for n in TABLES if _exists(spark, table_path(config, n) + marker)}
         register_tables(spark, config)
-        if _fmt(config) == "delta":
-            write_text(spark, _stamp_path(config), schema_fingerprint())
+        if _fmt(config) != "delta":   # Parquet tables get their folder with their first rows
+            return {n for n in TABLES if _exists(spark, table_path(config, n))} - before
+        write_text(spark, _stamp_path(config), schema_fingerprint())
         return set(TABLES) - before
     missing = [n for n in TABLES if not _exists(spark, table_path(config, n) + "/_delta_log")]
     if missing:   # a table removed by hand: made again, empty
