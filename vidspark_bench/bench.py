@@ -740,7 +740,8 @@ def camera_markdown(c: dict) -> list:
                 f"{_f(e['decode_per_core'])} | {_f(e['model_per_core'])} | "
                 f"{_f(e['combined_per_core'], '{:.2f}')} | {_f(e['pipeline_per_core'], '{:.2f}')} | "
                 f"**{_f(e['ratio'], '{:.2f}')}**{f' (target {target})' if target else ''} | "
-                + ", ".join(_f(per[s], "{:.0f}") for s in ("extract", "featurize", "score"))
+                + ", ".join("0 (noise)" if s in e.get("noisy", ()) else _f(per[s], "{:.0f}")
+                            for s in ("extract", "featurize", "score"))
                 + " | " + ", ".join(_f(fixed[s]) for s in ("extract", "featurize", "score"))
                 + " |")
     scores = [(e["runs"][size]["stages_s"]["score"], e["runs"][size]["scored"], res, kind, size)

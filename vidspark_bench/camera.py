@@ -248,18 +248,25 @@ def pipeline(data_dir: str, weights: str, sets: dict, store: str, warmup: str) -
 
 def marginal(runs: dict, cores: int) -> dict:
     """Camera-hours per core-hour of the extra video between the small and the large run, per
-    stage (as core-seconds per camera-hour) and in all, and each stage's fixed cost."""
+    stage (as core-seconds per camera-hour) and in all, and each stage's fixed cost. A stage
+    whose large run took less time than its small one (run-to-run noise larger than its work on
+    the extra video) counts as costing nothing per camera-hour, is listed in ``noisy`` and has
+    no fixed cost: a negative time would inflate the pipeline's figure."""
     small, large = runs["small"], runs["large"]
     extra = large["video_seconds"] - small["video_seconds"]
-    per_stage, fixed = {}, {}
+    per_stage, fixed, noisy, total = {}, {}, [], 0.0
     for name in STAGES:
         dt = large["stages_s"][name] - small["stages_s"][name]
+        if dt < 0:
+            noisy.append(name)
+            dt = 0.0
+        total += dt
         per_stage[name] = dt * cores / extra * HOUR if extra > 0 else None   # core-s per camera-h
         rate = extra / dt if dt > 0 else None                  # video-s per wall-s
         fixed[name] = (small["stages_s"][name] - small["video_seconds"] / rate) if rate else None
-    total = sum(large["stages_s"].values()) - sum(small["stages_s"].values())
     return {"pipeline_per_core": extra / (total * cores) if total > 0 else None,
-            "core_s_per_camera_hour": per_stage, "fixed_s": fixed, "extra_video_seconds": extra}
+            "core_s_per_camera_hour": per_stage, "fixed_s": fixed, "noisy": noisy,
+            "extra_video_seconds": extra}
 
 
 # --- memory -----------------------------------------------------------------------------------
