@@ -626,6 +626,11 @@ def _f(value, fmt="{:.1f}"):
     return "n/a" if value is None else fmt.format(value)
 
 
+def _stage_times(times: dict) -> str:
+    """``{stage: seconds}`` as the tables list it: "extract 26.9, labels 10.6, ..."."""
+    return ", ".join(f"{k} {v:.1f}" for k, v in times.items())
+
+
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [f"Measured by `make bench` on {r['generated_at'][:10]}: {m['cores']} cores ({m['cpu']}), "
@@ -670,7 +675,7 @@ def markdown(r: dict) -> str:
                      f"{_f(b['min_cosine'], '{:.4f}')} over {b['frames']} frames | ≥ 1.7×, ≥ 0.99 |")
     if "e2e" in r:
         e = r["e2e"]
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in e["stages_s"].items())
+        stages = _stage_times(e["stages_s"])
         lines.append(f"| End to end, nightly job on {e['video_seconds']} video-s (demo, a fresh "
                      f"store) | {_f(e['wall_s'])} s wall; Spark start-up {_f(e['session_s'])} s, "
                      f"creating the fresh store's tables {_f(e.get('tables_s'))} s, stages (s): "
@@ -681,7 +686,7 @@ def markdown(r: dict) -> str:
                      f"{_f(mem['python_worker'], '{:.0f}')} MB | |")
     if "fixed_costs" in r:
         fc = r["fixed_costs"]
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in fc["noop_stages_s"].items())
+        stages = _stage_times(fc["noop_stages_s"])
         lines.append(f"| A job's Spark session and tables ready, existing store (`spark-submit "
                      f"jobs/score.py`, process start to the log line; median of "
                      f"{len(fc['ready_s'])}) | **{_f(fc['ready_median_s'])}** s (tables "
