@@ -193,9 +193,9 @@ def _background_difference(thumb: pd.Series, background: pd.Series) -> pd.DataFr
             diff.append(None)
             changed.append(None)
             continue
-        d = np.abs(np.frombuffer(t, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8))
-        diff.append(float(d.mean()) / 255.0)
-        changed.append(float((d > 25).mean()))
+        mean, share = _thumb_difference([t], np.frombuffer(b, np.uint8))
+        diff.append(float(mean[0]))
+        changed.append(float(share[0]))
     return pd.DataFrame({"background_diff": diff, "background_changed_share": changed})
 
 
