@@ -283,8 +283,9 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: in
                   frames: bool = True, threads: int = 1) -> Iterator[pd.DataFrame]:
     """Decode one time range: rows per second (its JPEG unless ``frames`` is false, and its
     motion, unless ``motion_width`` is 0), in batches that end at the second reaching
-    ``BATCH_BYTES`` of JPEG or ``BATCH_ROWS`` rows, then one bookkeeping row. A batch holds only seconds whose motion is
-    complete: when second s arrives, every earlier second has all its frames."""
+    ``BATCH_BYTES`` of JPEG or ``BATCH_ROWS`` rows, then one bookkeeping row. A batch holds only
+    seconds whose motion is complete: when second s arrives, every earlier second has all its
+    frames."""
     start = int(rec["range_start"])
     end = None if pd.isna(rec["range_end"]) else int(rec["range_end"])
     stats = V.RangeStats()
@@ -590,7 +591,8 @@ def _decode(spark: SparkSession, config: Config, decodable: list[dict], now) -> 
     return rows
 
 
-def _backfill_motion(spark: SparkSession, config: Config, present: set) -> int:
+def _backfill_motion(spark: SparkSession, config: Config,
+                     present: set) -> tuple[int, list[str]]:
     """Measure the motion of stored ``ok`` videos that have none under the current settings
     (decoding again, without re-encoding frames); returns how many videos were measured and the
     videos that could not be (their first frame could not be read)."""

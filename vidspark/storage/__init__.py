@@ -93,13 +93,17 @@ def ensure_tables(spark: SparkSession, config: Config) -> set:
     otherwise ``register_tables`` (create, migrate, register) runs and writes the stamp.
     Returns the tables created."""
     if _fmt(config) != "delta" or read_text(spark, _stamp_path(config)) != schema_fingerprint():
+        # A Delta table exists with its log; a Parquet one gets its folder with its first rows.
         marker = "/_delta_log" if _fmt(config) == "delta" else ""
-        before = {n for n in TABLES if _exists(spark, table_path(config, n) + marker)}
+
+        def present():
+            return {n for n in TABLES if _exists(spark, table_path(config, n) + marker)}
+
+        before = present()
         register_tables(spark, config)
-        if _fmt(config) != "delta":   # Parquet tables get their folder with their first rows
-            return {n for n in TABLES if _exists(spark, table_path(config, n))} - before
-        write_text(spark, _stamp_path(config), schema_fingerprint())
-        return set(TABLES) - before
+        if _fmt(config) == "delta":
+            write_text(spark, _stamp_path(config), schema_fingerprint())
+        return present() - before
     missing = [n for n in TABLES if not _exists(spark, table_path(config, n) + "/_delta_log")]
     if missing:   # a table removed by hand: made again, empty
         register_tables(spark, config, missing)
