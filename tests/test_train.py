@@ -251,7 +251,9 @@ def test_better_data_takes_the_alias_and_corrupted_labels_do_not(spark, featuriz
     tracking.promote(config, 3)
     fourth = pipeline.run_stages(spark, config, ["score"])["score"]
     assert fourth["model_version"] == 3 and fourth["scored"] == 6 * 6
-    assert set(storage.read(spark, config, "predictions").toPandas().model_version) == {3}
+    predictions = storage.read(spark, config, "predictions").toPandas()
+    assert set(predictions.model_version) == {3}
+    assert not predictions.duplicated(["video", "second"]).any()   # replaced, not appended
     models = storage.read(spark, config, "models").orderBy("model_version").toPandas()
     assert models.champion.tolist() == [False, False, True]
 

@@ -243,13 +243,20 @@ def _window(context: int):
 
 def _with_context(df: DataFrame, column: str, size: int, context: int, out: str) -> DataFrame:
     """``out`` = ``column`` (an array of ``size`` numbers), then its element-wise mean and max over
-    the window of seconds [s - context, s + context] of the same video."""
-    w = _window(context)
-    mean = [F.avg(F.col(column)[i]).over(w) for i in range(size)]
-    peak = [F.max(F.col(column)[i]).over(w) for i in range(size)]
-    values = F.concat(F.transform(column, lambda x: x.cast("double")), F.array(*mean),
-                      F.array(*[p.cast("double") for p in peak]))
-    return df.withColumn(out, array_to_vector(values))
+    the window of seconds [s - context, s + context] of the same video. One window expression
+    collects the window's arrays (in the order of the seconds, as ``avg`` and ``max`` over the
+    window would add them: the same doubles) and higher-order functions reduce them, so the plan
+    stays small whatever ``size`` is (a window aggregate per value made plan analysis cost
+    seconds per query)."""
+    as_double = F.transform(column, lambda x: x.cast("double"))
+    window = F.collect_list(as_double).over(_window(context))
+    index = F.sequence(F.lit(0), F.lit(size - 1))
+    mean = F.transform(index, lambda i: F.try_divide(
+        F.aggregate("_window", F.lit(0.0), lambda acc, row: acc + row[i]), F.size("_window")))
+    peak = F.transform(index, lambda i: F.array_max(F.transform("_window", lambda row: row[i])))
+    return (df.withColumn("_window", window)
+            .withColumn(out, array_to_vector(F.concat(as_double, mean, peak)))
+            .drop("_window"))
 
 
 def _cosine_distance(a, b):

@@ -9,6 +9,7 @@ second shows than is usual for its own camera (``vidspark.stages.feature_sets``)
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
@@ -64,6 +65,31 @@ def _unchanged(last: dict) -> dict:
             "unchanged_since": last["run_id"]}
 
 
+def _todo(spark: SparkSession, config: Config, groups, weights: str,
+           model_id: str) -> DataFrame:
+    """(video, second, frame_name, _replaces) of the seconds of score videos that have what the
+    model needs (motion of today's settings: every second has, once extracted; embeddings of
+    its weights when its groups read them) and no prediction of ``model_id``; ``_replaces``:
+    another model's prediction of the second is stored. Computed (a local checkpoint) before
+    the write, which adds this night's rows to the predictions."""
+    videos = storage.read(spark, config, "videos").where(
+        (F.col("status") == "ok") & F.col("role").contains("score")).select("video")
+    available = feature_sets.motion_rows(spark, config).select("video", "second")
+    if "appearance" in groups or "change" in groups:
+        embedded = (storage.read(spark, config, "features").where(F.col("weights") == weights)
+                    .select("video", "second"))
+        available = available.join(embedded, ["video", "second"], "inner")
+    stored = (storage.read(spark, config, "predictions")
+              .select("video", "second", (F.col("model_id") == model_id).alias("_ours")))
+    return (available.join(videos, "video", "left_semi")
+            .join(stored, ["video", "second"], "left")
+            .where(~F.coalesce("_ours", F.lit(False)))
+            .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
+                  ["video", "second"], "inner")
+            .select("video", "second", "frame_name", F.col("_ours").isNotNull().alias("_replaces"))
+            .localCheckpoint())
+
+
 def run(spark: SparkSession, config: Config) -> dict:
     """Score the seconds of score videos that have no prediction from the champion version;
     nothing at all when nothing it reads changed since its last run (table versions, the
@@ -106,38 +132,37 @@ def run(spark: SparkSession, config: Config) -> dict:
         last = runs.unchanged_since(spark, config, "score", start)
         if last is not None:
             return _unchanged(last)
-    models.sync_models_table(spark, config)  # the alias may have been moved by hand
-    videos = storage.read(spark, config, "videos").where(
-        (F.col("status") == "ok") & F.col("role").contains("score")).select("video")
-    done = (storage.read(spark, config, "predictions").where(F.col("model_id") == model_id)
-            .select("video", "second"))
-    # Seconds that have what the model needs: motion of today's settings (every second has, once
-    # extracted), embeddings of its weights.
-    available = feature_sets.motion_rows(spark, config).select("video", "second")
-    if "appearance" in groups or "change" in groups:
-        embedded = (storage.read(spark, config, "features").where(F.col("weights") == weights)
-                    .select("video", "second"))
-        available = available.join(embedded, ["video", "second"], "inner")
-    # The keys to score, fixed before the write (which adds this night's rows to ``done``).
-    todo = (available.join(videos, "video", "left_semi")
-            .join(done, ["video", "second"], "left_anti")
-            .join(storage.read(spark, config, "frames").select("video", "second", "frame_name"),
-                  ["video", "second"], "inner")
-            .localCheckpoint())
-    skipped = done.count()
-    n = todo.count()
-    if n:  # the model is loaded only when there is something to score
-        model = tracking.load_spark_model(config, version)
-        assembled = feature_sets.assemble(
-            spark, config, groups, weights=None if weights == models.NO_EMBEDDINGS else weights,
-            videos=todo.select("video").distinct())
-        if legacy:
-            assembled = assembled.withColumnRenamed("appearance", "features")
-        scored = with_predictions(assembled.join(todo, ["video", "second"], "inner"),
-                                  model, model_id, version, feature_set)
-        # Computed once: MERGE reads its source more than once, and the source is the camera
-        # statistics, the context windows and the model.
-        storage.upsert(spark, config, "predictions", scored.localCheckpoint(eager=True))
+    # Spark runs jobs of several threads at once: the models table's sync (the alias may have
+    # been moved by hand), the count of seconds already scored and the model's loading (once
+    # per application; used when there is something to score) overlap the jobs that find and
+    # assemble the seconds to score, most of whose cost is latency, not work, at a night's size.
+    with ThreadPoolExecutor(3, thread_name_prefix="vidspark-score") as pool:
+        model = pool.submit(tracking.load_spark_model, config, version)
+        synced = pool.submit(models.sync_models_table, spark, config)
+        already = pool.submit(lambda: storage.read(spark, config, "predictions")
+                              .where(F.col("model_id") == model_id).count())
+        todo = _todo(spark, config, groups, weights, model_id)
+        counts = todo.agg(F.count(F.lit(1)).alias("n"),
+                          F.count_if("_replaces").alias("replacing")).first()
+        n = counts["n"]
+        skipped = already.result()    # counted before the write below adds to it
+        if n:
+            assembled = feature_sets.assemble(
+                spark, config, groups, weights=None if weights == models.NO_EMBEDDINGS else weights,
+                videos=todo.select("video").distinct())
+            if legacy:
+                assembled = assembled.withColumnRenamed("appearance", "features")
+            # Computed once and small: the model's plan stays short (its analysis over the
+            # assembly's plan took seconds), and the write reads its source once.
+            rows = assembled.join(todo.drop("_replaces"), ["video", "second"],
+                                  "inner").localCheckpoint()
+            scored = with_predictions(rows, model.result(), model_id, version,
+                                      feature_set).localCheckpoint()
+            if counts["replacing"]:   # seconds another model scored: their rows are replaced
+                storage.upsert(spark, config, "predictions", scored)
+            else:                     # new keys only (the store's lock keeps them new)
+                storage.append(spark, config, "predictions", scored)
+        synced.result()
     rescored = [r.video for r in todo.select("video").distinct().collect()] if n else []
     found = segments.refresh(spark, config, rescored)
     log.info("score: %d seconds scored with %s version %d (champion, feature set %s)", n, name,

@@ -56,7 +56,12 @@ def refresh(spark: SparkSession, config: Config, videos: Sequence[str]) -> int:
     flagged = (storage.read(spark, config, "predictions")
                .where(F.col("video").isin(list(videos)) & (F.col("prediction") == 1)))
     found = merge(flagged, s.max_gap_seconds, s.min_seconds).localCheckpoint()
-    storage.replace_videos(spark, config, "segments", found, videos)
+    stored = (storage.read(spark, config, "segments").where(F.col("video").isin(list(videos)))
+              .limit(1).count())
+    if stored:    # their rows are replaced in one commit
+        storage.replace_videos(spark, config, "segments", found, videos)
+    else:         # videos scored for the first time (most nights): new rows only
+        storage.append(spark, config, "segments", found)
     n = found.count()
     log.info("segments: %d segments in %d re-scored videos", n, len(videos))
     return n
