@@ -136,3 +136,26 @@ def test_anchored_on_a_late_frame_the_timestamps_recover():
 def test_real_gaps_resync():
     raw = [0.0, 40.0, 80.0, 1080.0, 1120.0]          # one second missing from the stream
     assert reconcile(raw) == raw
+
+
+def test_an_io_error_while_demuxing_is_raised_not_taken_for_the_end_of_the_file():
+    import errno
+    import types
+
+    import av
+
+    class Packet:
+        def decode(self):
+            return []
+
+    def demux(code):
+        def packets(stream):
+            yield Packet()
+            av.error.err_check(code)        # raises FFmpeg's error for the code, as demux does
+        return types.SimpleNamespace(demux=packets)
+
+    with pytest.raises(OSError):            # the file is quarantined with the reason
+        list(V._decoded(demux(-errno.EIO), None))
+    # damaged or cut data (AVERROR_INVALIDDATA, AVERROR_EOF) ends the file, as OpenCV's reader
+    assert list(V._decoded(demux(-0x41444E49), None)) == []
+    assert list(V._decoded(demux(-0x20464F45), None)) == []

@@ -167,13 +167,17 @@ def _open(path: str, threads: int = 1):
 
 def _decoded(container, stream) -> Iterator[Picture]:
     """Every decodable frame of ``stream`` in order. A damaged packet is skipped (FFmpeg conceals
-    what it can, as OpenCV's reader does); a container that cannot be read further ends it."""
+    what it can, as OpenCV's reader does); a container that cannot be read further ends it. An
+    I/O error (an ``OSError``: EIO, a permission or connection lost) is raised, not taken for
+    the file's end: the file is quarantined with it rather than stored cut short as ok."""
     packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
         except StopIteration:
             return
+        except OSError:
+            raise
         except Exception:  # noqa: BLE001 - a damaged or truncated container: its end
             return
         try:

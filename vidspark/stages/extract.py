@@ -324,6 +324,11 @@ def _decode_range(rec: dict, jpeg_quality: int, seek_margin: float, max_side: in
             pending.append(row)
     except V.VideoError as exc:
         error = str(exc)
+    except OSError:
+        # An I/O error, not a bad file: the task fails (Spark retries it where
+        # spark.task.maxFailures allows), nothing of its chunk is committed, and the next run
+        # decodes the file again. Storing what was read so far would keep it cut short as ok.
+        raise
     except Exception as exc:
         error = f"decoding failed: {type(exc).__name__}: {exc}"
     if pending:
