@@ -158,13 +158,22 @@ def run(spark: SparkSession, config: Config) -> dict:
                                   "inner").localCheckpoint()
             scored = with_predictions(rows, model.result(), model_id, version,
                                       feature_set).localCheckpoint()
+            # The segments first, from the predictions as they will be: a job stopped between
+            # the two commits leaves the seconds unscored, so the next run scores them and
+            # replaces the segments (the other way round, their segments would never come).
+            rescored = [r.video for r in todo.select("video").distinct().collect()]
+            after = (storage.read(spark, config, "predictions")
+                     .where(F.col("video").isin(rescored))
+                     .join(todo.select("video", "second"), ["video", "second"], "left_anti")
+                     .unionByName(scored))
+            found = segments.refresh(spark, config, rescored, after)
             if counts["replacing"]:   # seconds another model scored: their rows are replaced
                 storage.upsert(spark, config, "predictions", scored)
             else:                     # new keys only (the store's lock keeps them new)
                 storage.append(spark, config, "predictions", scored)
+        else:
+            rescored, found = [], 0
         synced.result()
-    rescored = [r.video for r in todo.select("video").distinct().collect()] if n else []
-    found = segments.refresh(spark, config, rescored)
     log.info("score: %d seconds scored with %s version %d (champion, feature set %s)", n, name,
              version, feature_set)
     return {"read": n, "written": n, "skipped": skipped, "quarantined": 0,

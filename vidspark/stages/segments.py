@@ -8,7 +8,7 @@ them is at most ``segments.max_gap_seconds`` unflagged seconds; segments shorter
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -48,20 +48,24 @@ def merge(flagged: DataFrame, max_gap: int, min_seconds: int) -> DataFrame:
         F.current_timestamp().alias("computed_at"))
 
 
-def refresh(spark: SparkSession, config: Config, videos: Sequence[str]) -> int:
-    """Recompute the segments of ``videos`` from their predictions; returns how many there are."""
+def refresh(spark: SparkSession, config: Config, videos: Sequence[str],
+            predictions: Optional[DataFrame] = None) -> int:
+    """Recompute the segments of ``videos`` from their predictions (``predictions``: those
+    rows as they are about to be stored, when the caller writes them after the segments; by
+    default the table's); returns how many there are."""
     if not videos:
         return 0
     s = config.segments
-    flagged = (storage.read(spark, config, "predictions")
-               .where(F.col("video").isin(list(videos)) & (F.col("prediction") == 1)))
+    if predictions is None:
+        predictions = storage.read(spark, config, "predictions")
+    flagged = predictions.where(F.col("video").isin(list(videos)) & (F.col("prediction") == 1))
     found = merge(flagged, s.max_gap_seconds, s.min_seconds).localCheckpoint()
+    n = found.count()
     stored = (storage.read(spark, config, "segments").where(F.col("video").isin(list(videos)))
               .limit(1).count())
     if stored:    # their rows are replaced in one commit
         storage.replace_videos(spark, config, "segments", found, videos)
-    else:         # videos scored for the first time (most nights): new rows only
+    elif n:       # videos scored for the first time (most nights): new rows only
         storage.append(spark, config, "segments", found)
-    n = found.count()
     log.info("segments: %d segments in %d re-scored videos", n, len(videos))
     return n
