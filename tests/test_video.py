@@ -154,7 +154,7 @@ def test_an_io_error_while_demuxing_is_raised_not_taken_for_the_end_of_the_file(
             av.error.err_check(code)        # raises FFmpeg's error for the code, as demux does
         return types.SimpleNamespace(demux=packets)
 
-    with pytest.raises(OSError):            # the file is quarantined with the reason
+    with pytest.raises(OSError):            # extract's task fails: tried again, never cut short
         list(V._decoded(demux(-errno.EIO), None))
     # damaged or cut data (AVERROR_INVALIDDATA, AVERROR_EOF) ends the file, as OpenCV's reader
     assert list(V._decoded(demux(-0x41444E49), None)) == []

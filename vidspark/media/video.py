@@ -169,7 +169,8 @@ def _decoded(container, stream) -> Iterator[Picture]:
     """Every decodable frame of ``stream`` in order. A damaged packet is skipped (FFmpeg conceals
     what it can, as OpenCV's reader does); a container that cannot be read further ends it. An
     I/O error (an ``OSError``: EIO, a permission or connection lost) is raised, not taken for
-    the file's end: the file is quarantined with it rather than stored cut short as ok."""
+    the file's end: extract's task fails with it (the next run decodes the file again) rather
+    than store the file cut short as ok."""
     packets = container.demux(stream)
     while True:
         try:
